@@ -1,0 +1,1 @@
+"""A Keras training project built on the recipe: inspect the data, check the setup, train, tune."""

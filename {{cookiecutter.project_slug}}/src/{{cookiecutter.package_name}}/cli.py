@@ -1,0 +1,60 @@
+"""Command line: `python -m <package> <command> [--config FILE]... [key=value ...]`.
+
+Bad input (unknown key, missing path, unreadable file...) prints one line and exits
+with status 2; a failed verdict (NaN loss, a failed check) exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from .config import build_config, describe
+from .errors import UsageError
+
+COMMANDS = {
+    "train": "train the configured model, then evaluate it on the whole test set",
+    "evaluate": "re-evaluate a finished run (run.name=...) on the whole test set",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {name:<10}{text}" for name, text in COMMANDS.items())
+    result = argparse.ArgumentParser(
+        prog=f"python -m {__package__}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"commands:\n{commands}",
+        epilog=f"config keys (override with key=value; YAML files hold overrides too):\n{describe()}",
+    )
+    result.add_argument("command", choices=list(COMMANDS), metavar="command", help="one of the commands above")
+    result.add_argument(
+        "--config", action="append", default=[], metavar="FILE",
+        help="YAML file of overrides; repeat to layer several, later ones win",
+    )
+    result.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    return result
+
+
+def run(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    config = build_config(args.config, args.overrides)  # every error surfaces before any work
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    from . import train  # imported late: TensorFlow takes seconds to load, --help should not
+
+    if args.command == "train":
+        command = shlex.join([sys.executable, "-m", __package__, *argv])
+        return train.train(config, command)
+    return train.evaluate(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last finished epoch", file=sys.stderr)
+        return 130

@@ -1,0 +1,309 @@
+"""The one typed config: every default in one place, YAML files and `key=value` overrides on top.
+
+Each field's `help` says why the default is what it is; `python -m <package> --help`
+prints them all. Unknown keys, wrong types and impossible values are rejected here,
+before any data is loaded or any file is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import UsageError
+
+EMBEDDED_SOURCES = ("digits", "breast_cancer", "diabetes")
+BUILTIN_MODELS = ("auto", "linear", "mlp", "convnet", "resnet")
+
+
+def _field(default, help: str):
+    """A dataclass field whose help text is the reason for its default."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    source: str = _field(
+        "digits",
+        "digits | breast_cancer | diabetes (scikit-learn's embedded data, offline), "
+        "a folder of images with one sub-folder per class, or a .csv file",
+    )
+    label_column: str = _field("label", "CSV column holding the label (CSV sources only)")
+    task: str = _field(
+        "auto",
+        "auto infers classification vs regression from the labels; "
+        "classification | regression forces it",
+    )
+    val_fraction: float = _field(0.15, "held out for early stopping and model choice")
+    test_fraction: float = _field(
+        0.15, "held out and touched once, by evaluate; stratified for classification"
+    )
+    image_size: list[int] = _field(
+        [32, 32], "height, width that folder images are resized to (small first, R3.3)"
+    )
+    augment: bool = _field(
+        False, "off until the model overfits: no extras in the first runs (R2.2, R4.2)"
+    )
+    missing: str = _field(
+        "error", "missing numeric CSV values: error stops, mean fills with the training mean"
+    )
+    max_examples: int = _field(0, "use at most this many examples (0 = all); shrinks smoke runs")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _field(
+        "auto",
+        "auto (convnet for images, mlp for tables) | linear | mlp | convnet | resnet, "
+        "or your own builder as module:function or path/to/file.py:function",
+    )
+    width: int = _field(64, "hidden units per dense layer; multiples of 64 suit accelerators (T9)")
+    depth: int = _field(2, "hidden dense layers of the mlp; small first, grow once it trains")
+    filters: int = _field(32, "filters of the first conv stage, doubled per stage (U9)")
+    dropout_rate: float = _field(0.0, "no regularization until the model overfits (R4.9, T10)")
+
+
+@dataclass
+class OptimizerConfig:
+    learning_rate: float = _field(3e-4, "Adam at 3e-4 is the safe default (R3.2)")
+    weight_decay: float = _field(0.0, "switches Adam to AdamW when > 0 (R4.10)")
+    schedule: str = _field(
+        "constant",
+        "constant (R3.4, U8) | warmup_cosine: linear warmup, then cosine decay to zero (T11)",
+    )
+    warmup_epochs: int = _field(1, "length of the warmup of warmup_cosine")
+    ema: bool = _field(False, "keep an exponential moving average of the weights (T17)")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _field(100, "an upper bound; early stopping usually ends the run first")
+    batch_size: int = _field(64, "global batch size; a multiple of 8 (T9)")
+    patience: int = _field(10, "epochs without a better val loss before stopping (R4.11, T15)")
+    deterministic: bool = _field(
+        True, "same seed, same losses (R2.1); costs a little speed on GPU"
+    )
+    prediction_examples: int = _field(
+        16, "size of the fixed validation batch drawn every epoch (R2.11)"
+    )
+
+
+@dataclass
+class RunConfig:
+    name: str = _field("default", "outputs go to <run.dir>/<run.name>; rerun a name to resume")
+    dir: str = _field("runs", "parent folder of all runs")
+    overwrite: bool = _field(False, "replace a finished run of the same name instead of refusing")
+
+
+@dataclass
+class Config:
+    seed: int = _field(0, "seeds the split, the init, the shuffling and dropout (R2.1)")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.dir) / self.run.name
+
+
+def iter_fields(obj, prefix: str = ""):
+    """Yields (dotted key, value, dataclass field) for every leaf of a config."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from iter_fields(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value, f
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def describe() -> str:
+    """Every config key with its default and the reason for it, for --help."""
+    lines = []
+    for key, value, f in iter_fields(Config()):
+        shown = "null" if value is None else yaml.safe_dump(value, default_flow_style=True).strip()
+        shown = shown.removesuffix("\n...").strip()
+        lines.append(f"  {key} = {shown}\n      {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def _leaf_types() -> dict[str, type]:
+    hints = {}
+    for key, _, f in iter_fields(Config()):
+        owner = _owner_class(key)
+        hints[key] = typing.get_type_hints(owner)[f.name]
+    return hints
+
+
+def _owner_class(key: str):
+    cls = Config
+    for part in key.split(".")[:-1]:
+        cls = typing.get_type_hints(cls)[part]
+    return cls
+
+
+def _coerce(key: str, value, kind):
+    """Converts a YAML or command-line value to the field's type, or says what was expected."""
+    text = repr(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:  # YAML reads 1e-3 (no dot) as a string
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+    elif kind == list[int]:
+        if isinstance(value, str):
+            value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            try:
+                return [_coerce(key, v, int) for v in value]
+            except UsageError:
+                pass
+    name = getattr(kind, "__name__", str(kind))
+    raise UsageError(f"config key {key} expects {name}, got {text}")
+
+
+def _set(config: Config, key: str, value) -> None:
+    types = _leaf_types()
+    if key not in types:
+        # Abbreviations first (optimizer.lr -> optimizer.learning_rate), then spelling.
+        prefix, _, leaf = key.rpartition(".")
+        close = [k for k in types if k.rpartition(".")[0] == prefix
+                 and "".join(w[0] for w in k.rpartition(".")[2].split("_")) == leaf]
+        close = close or difflib.get_close_matches(key, list(types), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else " (see --help for every key)"
+        raise UsageError(f"unknown config key {key}{hint}")
+    obj = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        obj = getattr(obj, part)
+    setattr(obj, leaf, _coerce(key, value, types[key]))
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UsageError(f"config file {path}{where} is not valid YAML") from None
+    if not isinstance(content, dict):
+        raise UsageError(f"config file {path} must hold a mapping of keys to values")
+    return _flatten(content)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise UsageError(f"expected key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip(), value
+
+
+def build_config(files: list[str] | tuple = (), overrides: list[str] | tuple = ()) -> Config:
+    """Defaults, then each YAML file in order, then key=value overrides; validated."""
+    config = Config()
+    for path in files:
+        for key, value in load_yaml(path).items():
+            _set(config, key, value)
+    for text in overrides:
+        _set(config, *parse_override(text))
+    validate(config)
+    return config
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UsageError(message)
+
+
+def _one_of(key: str, value: str, choices) -> None:
+    _check(value in choices, f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def validate(config: Config) -> None:
+    """Rejects impossible values with a message naming the key."""
+    d, m, o, t, r = config.data, config.model, config.optimizer, config.train, config.run
+    _check(config.seed >= 0, f"seed must be >= 0; got {config.seed}")
+    _check(bool(d.source.strip()), "data.source is empty; name a dataset, a folder or a CSV")
+    _one_of("data.task", d.task, ("auto", "classification", "regression"))
+    _one_of("data.missing", d.missing, ("error", "mean"))
+    for key, fraction in (("data.val_fraction", d.val_fraction), ("data.test_fraction", d.test_fraction)):
+        _check(0 < fraction < 0.5, f"{key} must be between 0 and 0.5; got {fraction}")
+    _check(
+        len(d.image_size) == 2 and min(d.image_size) >= 4,
+        f"data.image_size must be two sizes >= 4 (height, width); got {d.image_size}",
+    )
+    _check(d.max_examples >= 0, f"data.max_examples must be >= 0; got {d.max_examples}")
+    _check(
+        m.name in BUILTIN_MODELS or ":" in m.name,
+        f"model.name must be one of {', '.join(BUILTIN_MODELS)} or module:function; got {m.name!r}",
+    )
+    for key, value in (("model.width", m.width), ("model.depth", m.depth), ("model.filters", m.filters)):
+        _check(value >= 1, f"{key} must be >= 1; got {value}")
+    _check(0 <= m.dropout_rate < 1, f"model.dropout_rate must be in [0, 1); got {m.dropout_rate}")
+    _check(o.learning_rate > 0, f"optimizer.learning_rate must be > 0; got {o.learning_rate}")
+    _check(o.weight_decay >= 0, f"optimizer.weight_decay must be >= 0; got {o.weight_decay}")
+    _one_of("optimizer.schedule", o.schedule, ("constant", "warmup_cosine"))
+    _check(o.warmup_epochs >= 0, f"optimizer.warmup_epochs must be >= 0; got {o.warmup_epochs}")
+    _check(t.epochs >= 1, f"train.epochs must be >= 1; got {t.epochs}")
+    _check(t.batch_size >= 1, f"train.batch_size must be >= 1; got {t.batch_size}")
+    _check(t.patience >= 1, f"train.patience must be >= 1; got {t.patience}")
+    _check(t.prediction_examples >= 1, "train.prediction_examples must be >= 1")
+    _check(
+        bool(r.name) and "/" not in r.name and r.name not in (".", ".."),
+        f"run.name must be a plain folder name; got {r.name!r}",
+    )
+    if o.schedule == "warmup_cosine":
+        _check(
+            o.warmup_epochs < t.epochs,
+            f"optimizer.warmup_epochs ({o.warmup_epochs}) must be < train.epochs ({t.epochs})",
+        )
+
+
+def save(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -1,0 +1,185 @@
+"""Evaluation on the whole test set, always next to two dumb baselines (R2.3, R2.6, R1.6).
+
+Numbers are computed once over every test example (never averaged over batches):
+the model, a linear model (logistic / ridge regression) and a majority-class /
+mean predictor, the two baselines fitted in the same run on the same split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn import dummy, linear_model, metrics
+from sklearn.preprocessing import OneHotEncoder
+
+from . import pictures
+from .data import Data, scale_targets
+from .models import predict_outputs
+
+WORST_EXAMPLES = 16
+
+
+def baseline_features(data: Data, x: np.ndarray, encoder: OneHotEncoder | None) -> np.ndarray:
+    """Normalized, flattened inputs; categorical columns one-hot encoded for linear models."""
+    flat = data.normalize(x).reshape(len(x), -1)
+    if not data.categorical:
+        return flat
+    columns = list(data.categorical)
+    numeric = np.delete(flat, columns, axis=1)
+    return np.hstack([numeric, encoder.transform(x[:, columns]).toarray()])
+
+
+def fit_baselines(data: Data) -> dict:
+    """The linear and the input-blind baselines, fitted on the training split."""
+    encoder = None
+    if data.categorical:
+        encoder = OneHotEncoder(handle_unknown="ignore").fit(data.train.x[:, list(data.categorical)])
+    features = baseline_features(data, data.train.x, encoder)
+    if data.task == "classification":
+        models = {
+            "linear_baseline": linear_model.LogisticRegression(max_iter=5000),
+            "majority_baseline": dummy.DummyClassifier(strategy="prior"),
+        }
+    else:
+        models = {
+            "linear_baseline": linear_model.Ridge(alpha=1.0),
+            "mean_baseline": dummy.DummyRegressor(strategy="mean"),
+        }
+    for model in models.values():
+        model.fit(features, data.train.y)
+    return {name: (model, encoder) for name, model in models.items()}
+
+
+def baseline_outputs(data: Data, fitted, x: np.ndarray) -> np.ndarray:
+    model, encoder = fitted
+    features = baseline_features(data, x, encoder)
+    if data.task == "classification":
+        # A class missing from the training split gets probability 0 -> align to all classes.
+        probabilities = np.zeros((len(x), data.num_outputs))
+        probabilities[:, model.classes_] = model.predict_proba(features)
+        return probabilities
+    return model.predict(features)
+
+
+def score(data: Data, labels: np.ndarray, outputs: np.ndarray) -> dict:
+    """Loss and headline metrics over every example given (no batch averaging)."""
+    if data.task == "classification":
+        predicted = outputs.argmax(axis=1)
+        return {
+            "loss": float(metrics.log_loss(labels, outputs, labels=range(data.num_outputs))),
+            "accuracy": float(metrics.accuracy_score(labels, predicted)),
+            "balanced_accuracy": float(metrics.balanced_accuracy_score(labels, predicted)),
+        }
+    scaled = scale_targets(data, outputs)
+    return {
+        "loss": float(np.mean((scaled - scale_targets(data, labels)) ** 2)),  # MSE in standard units
+        "mae": float(metrics.mean_absolute_error(labels, outputs)),
+        "rmse": float(np.sqrt(metrics.mean_squared_error(labels, outputs))),
+        "r2": float(metrics.r2_score(labels, outputs)),
+    }
+
+
+def per_class(data: Data, labels: np.ndarray, predicted: np.ndarray) -> dict:
+    precision, recall, _, support = metrics.precision_recall_fscore_support(
+        labels, predicted, labels=range(data.num_outputs), zero_division=0
+    )
+    return {
+        name: {"precision": float(p), "recall": float(r), "support": int(s)}
+        for name, p, r, s in zip(data.class_names, precision, recall, support, strict=True)
+    }
+
+
+def example_losses(data: Data, labels: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    if data.task == "classification":
+        return -np.log(np.clip(outputs[np.arange(len(labels)), labels], 1e-12, 1.0))
+    return np.abs(outputs - labels)
+
+
+def label_text(data: Data, values) -> list[str]:
+    if data.task == "classification":
+        return [data.class_names[int(v)] for v in values]
+    return [f"{float(v):.4g}" for v in values]
+
+
+def write_predictions(data: Data, outputs: np.ndarray, path: Path) -> None:
+    """Every test example with its true and predicted label in the data's own terms."""
+    predicted = outputs.argmax(axis=1) if data.task == "classification" else outputs
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = ["id", "true", "predicted"]
+        header += ["probability"] if data.task == "classification" else []
+        writer.writerow(header)
+        true_text, predicted_text = label_text(data, data.test.y), label_text(data, predicted)
+        for i, example in enumerate(data.test.ids):
+            row = [example, true_text[i], predicted_text[i]]
+            row += [f"{outputs[i].max():.4f}"] if data.task == "classification" else []
+            writer.writerow(row)
+
+
+def draw_worst(data: Data, outputs: np.ndarray, run_dir: Path) -> Path:
+    """The test examples the model gets most wrong, with their labels (R1.6)."""
+    losses = example_losses(data, data.test.y, outputs)
+    worst = np.argsort(-losses)[:WORST_EXAMPLES]
+    predicted = outputs.argmax(axis=1) if data.task == "classification" else outputs
+    true_text, predicted_text = label_text(data, data.test.y[worst]), label_text(data, predicted[worst])
+    with (run_dir / "worst_examples.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "true", "predicted", "loss" if data.task == "classification" else "abs_error"])
+        for i, t, p in zip(worst, true_text, predicted_text, strict=True):
+            writer.writerow([data.test.ids[i], t, p, f"{losses[i]:.4f}"])
+    path = run_dir / "worst_examples.png"
+    captions = [f"{data.test.ids[i][-14:]}\ntrue {t} pred {p}" for i, t, p in zip(worst, true_text, predicted_text, strict=True)]
+    if data.kind == "image":
+        value_range = (float(data.train.x.min()), float(data.train.x.max()))
+        return pictures.image_grid_figure(
+            data.test.x[worst], captions, path, "worst-predicted test examples", value_range
+        )
+    labels = [c.replace("\n", ": ") for c in captions]
+    names = data.feature_names or [str(i) for i in range(data.test.x.shape[1])]
+    return pictures.table_heatmap_figure(
+        data.normalize(data.test.x[worst]), labels, names, path, "worst-predicted test examples"
+    )
+
+
+def evaluate_run(model, data: Data, run_dir: Path) -> dict:
+    """Scores the model and both baselines on the whole test set; writes metrics and pictures."""
+    outputs = predict_outputs(model, data, data.normalize(data.test.x))
+    results = {"model": score(data, data.test.y, outputs)}
+    for name, fitted in fit_baselines(data).items():
+        results[name] = score(data, data.test.y, baseline_outputs(data, fitted, data.test.x))
+
+    report = {"task": data.task, "source": data.source, "test_examples": int(len(data.test.y)), **results}
+    if data.task == "classification":
+        predicted = outputs.argmax(axis=1)
+        report["per_class"] = per_class(data, data.test.y, predicted)
+        matrix = metrics.confusion_matrix(data.test.y, predicted, labels=range(data.num_outputs))
+        report["confusion_matrix"] = matrix.tolist()
+        pictures.confusion_matrix_figure(
+            matrix, data.class_names, run_dir / "confusion_matrix.png",
+            f"test set, accuracy {results['model']['accuracy']:.3f}",
+        )
+    else:
+        pictures.predicted_vs_true_figure(
+            data.test.y, outputs, run_dir / "pred_vs_true.png", f"test set, R^2 {results['model']['r2']:.3f}"
+        )
+    write_predictions(data, outputs, run_dir / "test_predictions.csv")
+    draw_worst(data, outputs, run_dir)
+    return report
+
+
+def write_metrics(report: dict, run_dir: Path) -> Path:
+    path = run_dir / "metrics.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def headline(report: dict) -> str:
+    """One line per model: the numbers a person compares first."""
+    keys = ("loss", "accuracy") if report["task"] == "classification" else ("loss", "r2", "mae")
+    names = [k for k in report if k == "model" or k.endswith("_baseline")]
+    return "\n".join(
+        f"  {name:<18}" + "  ".join(f"{k} {report[name][k]:.4f}" for k in keys) for name in names
+    )

@@ -1,0 +1,262 @@
+"""Model builders (plain functions), a user's own builder by name, and compilation.
+
+Every built-in builder follows the recipe's init rules: He (variance-scaling) init
+for hidden layers (U5), a bias in every layer (U4), ReLU (U2), no activation on the
+output (U3, losses take logits), an output bias set from the training split (R2.5)
+and a small output kernel, so the loss at init is the one predicted by the priors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from .config import Config
+from .data import Data, unscale_targets
+from .errors import UsageError
+
+# Output kernel scale: logits start within ~0.01 of the bias, so the loss at init is the
+# prior's loss even when the inputs predict the label well (a random projection of strongly
+# predictive features moved the breast_cancer loss at init by 9% at scale 1e-2). Adam's
+# steps do not depend on the scale of the weights, so training is not slowed.
+OUTPUT_KERNEL_SCALE = 1e-4
+
+
+@keras.saving.register_keras_serializable(package="recipe")
+class TabularInput(layers.Layer):
+    """Passes numeric columns through and replaces each categorical column by an embedding (T5).
+
+    Categorical columns arrive as category indices (0 = unseen) in the same float
+    matrix as the numeric ones, so every model takes one input tensor.
+    """
+
+    def __init__(self, categorical_columns, vocabulary_sizes, num_columns, **kwargs):
+        super().__init__(**kwargs)
+        self.categorical_columns = [int(c) for c in categorical_columns]
+        self.vocabulary_sizes = [int(v) for v in vocabulary_sizes]
+        self.num_columns = int(num_columns)
+        self.numeric_columns = [c for c in range(self.num_columns) if c not in self.categorical_columns]
+        # Rule of thumb for embedding width: grows with the vocabulary, capped small.
+        self.embeddings = [
+            layers.Embedding(size, min(16, (size + 1) // 2), name=f"embedding_{column}")
+            for column, size in zip(self.categorical_columns, self.vocabulary_sizes, strict=True)
+        ]
+
+    def build(self, input_shape):
+        for embedding in self.embeddings:
+            embedding.build((None,))
+
+    def call(self, x):
+        parts = [keras.ops.take(x, self.numeric_columns, axis=1)] if self.numeric_columns else []
+        for column, embedding in zip(self.categorical_columns, self.embeddings, strict=True):
+            parts.append(embedding(keras.ops.cast(x[:, column], "int32")))
+        return keras.ops.concatenate(parts, axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "categorical_columns": self.categorical_columns,
+            "vocabulary_sizes": self.vocabulary_sizes,
+            "num_columns": self.num_columns,
+        }
+
+
+def dense(units: int, name: str | None = None) -> layers.Dense:
+    """A hidden layer: ReLU, He init, bias."""
+    return layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=name)
+
+
+def conv(filters: int, strides: int = 1, activation: str | None = "relu") -> layers.Conv2D:
+    return layers.Conv2D(
+        filters, 3, strides=strides, padding="same", activation=activation, kernel_initializer="he_normal"
+    )
+
+
+def output_layer(num_outputs: int, output_bias) -> layers.Dense:
+    """Linear outputs (logits) in float32, so mixed precision never squashes them."""
+    return layers.Dense(
+        num_outputs,
+        kernel_initializer=keras.initializers.VarianceScaling(OUTPUT_KERNEL_SCALE, "fan_in", "truncated_normal"),
+        bias_initializer=keras.initializers.Constant(np.asarray(output_bias, dtype="float32")),
+        dtype="float32",
+        name="logits",
+    )
+
+
+def _features(inputs, categorical: dict[int, int] | None):
+    x = layers.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
+    if categorical:
+        x = TabularInput(list(categorical), list(categorical.values()), inputs.shape[-1])(x)
+    return x
+
+
+def linear(input_shape, num_outputs, output_bias, categorical=None) -> keras.Model:
+    """The simplest model that can fit: a linear map to the logits (logistic/linear regression)."""
+    inputs = keras.Input(input_shape)
+    outputs = output_layer(num_outputs, output_bias)(_features(inputs, categorical))
+    return keras.Model(inputs, outputs, name="linear")
+
+
+def mlp(input_shape, num_outputs, output_bias, categorical=None, width=64, depth=2, dropout_rate=0.0):
+    """`depth` ReLU layers of `width` units, optional dropout after each (T10)."""
+    inputs = keras.Input(input_shape)
+    x = _features(inputs, categorical)
+    for i in range(depth):
+        x = dense(width, name=f"dense_{i}")(x)
+        if dropout_rate:
+            x = layers.Dropout(dropout_rate)(x)
+    outputs = output_layer(num_outputs, output_bias)(x)
+    return keras.Model(inputs, outputs, name="mlp")
+
+
+def convnet(input_shape, num_outputs, output_bias, filters=32, dropout_rate=0.0):
+    """Two conv stages (two 3x3 convs each, then pooling, U10), global average pooling (R4.7)."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for stage in range(2):
+        x = conv(filters * 2**stage)(x)
+        x = conv(filters * 2**stage)(x)
+        if min(x.shape[1], x.shape[2]) >= 4:
+            x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout_rate:
+        x = layers.Dropout(dropout_rate)(x)
+    outputs = output_layer(num_outputs, output_bias)(x)
+    return keras.Model(inputs, outputs, name="convnet")
+
+
+def residual_block(x, filters: int, strides: int):
+    """conv-bn-relu-conv-bn plus a shortcut (projected when the shape changes), then relu (T12)."""
+    shortcut = x
+    y = layers.BatchNormalization()(conv(filters, strides, activation=None)(x))
+    y = layers.ReLU()(y)
+    y = layers.BatchNormalization()(conv(filters, activation=None)(y))
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, kernel_initializer="he_normal")(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+    return layers.ReLU()(layers.Add()([y, shortcut]))
+
+
+def resnet(input_shape, num_outputs, output_bias, filters=32, dropout_rate=0.0):
+    """A small ResNet: three stages of two residual blocks, downsampling while the image allows."""
+    inputs = keras.Input(input_shape)
+    x = layers.ReLU()(layers.BatchNormalization()(conv(filters, activation=None)(inputs)))
+    for stage in range(3):
+        strides = 2 if stage > 0 and min(x.shape[1], x.shape[2]) >= 4 else 1
+        x = residual_block(x, filters * 2**stage, strides)
+        x = residual_block(x, filters * 2**stage, 1)
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout_rate:
+        x = layers.Dropout(dropout_rate)(x)
+    outputs = output_layer(num_outputs, output_bias)(x)
+    return keras.Model(inputs, outputs, name="resnet")
+
+
+def load_builder(name: str):
+    """`package.module:function` or `path/to/file.py:function` -> the function."""
+    target, _, function = name.rpartition(":")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise UsageError(f"model.name: file {target} does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # the user's file: say which and why, without a traceback
+            raise UsageError(f"model.name: importing {target} failed: {err!r}") from None
+    else:
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(target)
+        except ImportError as err:
+            raise UsageError(f"model.name: cannot import module {target!r}: {err}") from None
+    builder = getattr(module, function, None)
+    if not callable(builder):
+        raise UsageError(f"model.name: {target} has no function {function!r}")
+    return builder
+
+
+def build_model(config: Config, data: Data) -> keras.Model:
+    """The configured model, uncompiled, with its output bias set from the training split."""
+    m = config.model
+    name = m.name
+    if name == "auto":
+        name = "convnet" if data.kind == "image" else "mlp"
+    common = dict(input_shape=data.input_shape, num_outputs=data.num_outputs, output_bias=data.output_bias)
+    if name in ("convnet", "resnet") and data.kind != "image":
+        raise UsageError(f"model.name={name} needs images; {data.source} is a table (use mlp or linear)")
+    if name == "linear":
+        return linear(**common, categorical=data.categorical)
+    if name == "mlp":
+        return mlp(**common, categorical=data.categorical, width=m.width, depth=m.depth,
+                   dropout_rate=m.dropout_rate)
+    if name == "convnet":
+        return convnet(**common, filters=m.filters, dropout_rate=m.dropout_rate)
+    if name == "resnet":
+        return resnet(**common, filters=m.filters, dropout_rate=m.dropout_rate)
+    model = load_builder(name)(**common)
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"model.name={name} returned {type(model).__name__}, not a keras.Model")
+    expected = (None, data.num_outputs)
+    if tuple(model.output_shape) != expected:
+        raise UsageError(f"model.name={name} returned outputs of shape {model.output_shape}; expected {expected}")
+    return model
+
+
+def learning_rate(config: Config, steps_per_epoch: int):
+    """A constant rate unless a schedule is asked for (R3.4); schedules count steps, not epochs."""
+    o = config.optimizer
+    if o.schedule == "constant":
+        return o.learning_rate
+    warmup = o.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=o.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(1, config.train.epochs * steps_per_epoch - warmup),
+    )
+
+
+def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW when weight decay is set (R4.10); optional weight EMA (T17)."""
+    o = config.optimizer
+    rate = learning_rate(config, steps_per_epoch)
+    if o.weight_decay > 0:
+        return keras.optimizers.AdamW(rate, weight_decay=o.weight_decay, use_ema=o.ema)
+    return keras.optimizers.Adam(rate, use_ema=o.ema)
+
+
+def loss_for(data: Data) -> keras.losses.Loss:
+    if data.task == "classification":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return keras.losses.MeanSquaredError()
+
+
+def compile_model(model: keras.Model, config: Config, data: Data, steps_per_epoch: int) -> keras.Model:
+    if data.task == "classification":
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        metrics = [keras.metrics.MeanAbsoluteError(name="mae")]
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=loss_for(data),
+        metrics=metrics,
+        jit_compile="auto",
+    )
+    return model
+
+
+def predict_outputs(model: keras.Model, data: Data, x_normalized: np.ndarray, batch_size: int = 256):
+    """Probabilities for classification, targets in their own units for regression."""
+    logits = model.predict(x_normalized, batch_size=batch_size, verbose=0)
+    if data.task == "classification":
+        return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+    return unscale_targets(data, logits[:, 0])

@@ -1,0 +1,183 @@
+"""Pictures a person looks at instead of reading numbers.
+
+The per-epoch prediction panel is drawn with Pillow straight into an array (a few
+milliseconds, so drawing every epoch stays cheap); end-of-run figures use matplotlib.
+Images are shown on one fixed value range taken from the training data, never
+rescaled per picture, so a preprocessing bug is not hidden by the plotting (U18).
+Colormaps are perceptually uniform (viridis).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+GREEN, RED, WHITE, GREY = (40, 170, 60), (220, 50, 40), (255, 255, 255), (120, 120, 120)
+VIRIDIS = (matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Maps images to 0..255 with one fixed range for all of them (no per-image stretching)."""
+    low, high = value_range
+    scaled = (np.asarray(images, dtype=np.float32) - low) / max(high - low, 1e-12)
+    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def _thumbnail(image: np.ndarray, height: int) -> Image.Image:
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    elif image.shape[-1] != 3:
+        image = image[..., :3]
+    scale = max(1, height // image.shape[0])
+    return Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.Resampling.NEAREST)
+
+
+def classification_panel(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    title: str,
+    images: np.ndarray | None = None,
+) -> np.ndarray:
+    """One row per example: the input (images), the predicted probability of every class
+    (viridis), the true class boxed in white, and 'true -> predicted' in green or red."""
+    rows, classes = probabilities.shape
+    cell = 14 if classes <= 20 else 6
+    row_height = 32 if images is not None else 16
+    thumb_width = 0
+    thumbs = []
+    if images is not None:
+        thumbs = [_thumbnail(image, row_height) for image in images]
+        thumb_width = max(t.width for t in thumbs) + 6
+    text_x = thumb_width + classes * cell + 8
+    width = text_x + 190
+    canvas = Image.new("RGB", (width, 20 + rows * (row_height + 4)), (25, 25, 25))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), title, fill=WHITE)
+    predicted = probabilities.argmax(axis=1)
+    for i in range(rows):
+        top = 20 + i * (row_height + 4)
+        if thumbs:
+            canvas.paste(thumbs[i], (0, top))
+        for c in range(classes):
+            left = thumb_width + c * cell
+            color = tuple(int(v) for v in VIRIDIS[int(np.clip(probabilities[i, c], 0, 1) * 255)])
+            draw.rectangle([left, top, left + cell - 2, top + row_height - 1], fill=color)
+            if c == labels[i]:
+                draw.rectangle([left, top, left + cell - 2, top + row_height - 1], outline=WHITE, width=2)
+        ok = predicted[i] == labels[i]
+        text = f"{class_names[labels[i]][:12]} -> {class_names[predicted[i]][:12]} {probabilities[i].max():.2f}"
+        draw.text((text_x, top + row_height // 2 - 6), text, fill=GREEN if ok else RED)
+    return np.asarray(canvas)
+
+
+def regression_panel(targets: np.ndarray, predictions: np.ndarray, title: str, size: int = 320) -> np.ndarray:
+    """Predicted against true for each example of the fixed batch; the diagonal is perfect."""
+    canvas = Image.new("RGB", (size, size + 20), (25, 25, 25))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), title, fill=WHITE)
+    low = float(min(targets.min(), predictions.min()))
+    high = float(max(targets.max(), predictions.max()))
+    span = max(high - low, 1e-12)
+    margin = 16
+
+    def to_pixel(value, flip=False):
+        fraction = (value - low) / span
+        fraction = 1 - fraction if flip else fraction
+        return margin + fraction * (size - 2 * margin)
+
+    draw.line([to_pixel(low), 20 + to_pixel(low, True), to_pixel(high), 20 + to_pixel(high, True)], fill=GREY)
+    for t, p in zip(targets, predictions, strict=True):
+        x, y = to_pixel(t), 20 + to_pixel(p, True)
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=tuple(int(v) for v in VIRIDIS[200]))
+    draw.text((4, size + 4), f"x: true  y: predicted  [{low:.3g}, {high:.3g}]", fill=WHITE)
+    return np.asarray(canvas)
+
+
+def save_array(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> Path:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(4, 0.5 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
+        ax=axis, cmap="viridis", colorbar=False, xticks_rotation="vertical"
+    )
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def predicted_vs_true_figure(targets, predictions, path: Path, title: str) -> Path:
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.scatter(targets, predictions, s=10, alpha=0.7)
+    low, high = min(targets.min(), predictions.min()), max(targets.max(), predictions.max())
+    axis.plot([low, high], [low, high], color="grey", linewidth=1, label="perfect")
+    axis.set_xlabel("true")
+    axis.set_ylabel("predicted")
+    axis.set_title(title)
+    axis.legend(loc="upper left")
+    return _save(figure, path)
+
+
+def image_grid_figure(images, captions, path: Path, title: str, value_range, colors=None) -> Path:
+    """Images with a caption each, on the training data's fixed value range."""
+    count = len(images)
+    columns = min(8, count)
+    rows = int(np.ceil(count / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    pixels = to_uint8(images, value_range)
+    for axis in axes.flat:
+        axis.axis("off")
+    for i, axis in enumerate(axes.flat[:count]):
+        image = pixels[i]
+        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        axis.set_title(captions[i], fontsize=7, color=(colors[i] if colors else "black"))
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def table_heatmap_figure(values, row_labels, column_labels, path: Path, title: str) -> Path:
+    """Rows of standardized features (examples), so unusual values stand out."""
+    values = np.asarray(values, dtype=np.float32)
+    figure, axis = plt.subplots(figsize=(max(5, 0.3 * values.shape[1] + 3), 0.35 * len(row_labels) + 1.5))
+    limit = float(np.nanmax(np.abs(values))) if values.size else 1.0
+    shown = axis.imshow(values, aspect="auto", cmap="viridis", vmin=-limit, vmax=limit)
+    axis.set_yticks(range(len(row_labels)), row_labels, fontsize=7)
+    axis.set_xticks(range(len(column_labels)), column_labels, rotation=90, fontsize=7)
+    figure.colorbar(shown, ax=axis, label="standard deviations from the training mean")
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def history_figure(rows: list[dict], path: Path, title: str) -> Path:
+    """Training and validation curves per epoch; epoch 0 is the loss before any step."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    metric_keys = [k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")]
+    for axis, key in zip(axes, ["loss"] + [k for k in metric_keys if k != "loss"][:1], strict=False):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            points = [(r["epoch"], r.get(prefix + key)) for r in rows if r.get(prefix + key) not in (None, "")]
+            if points:
+                axis.plot(*zip(*points, strict=True), style, marker=".", label=prefix + key)
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.legend()
+    figure.suptitle(title)
+    return _save(figure, path)

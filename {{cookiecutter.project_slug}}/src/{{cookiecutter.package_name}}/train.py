@@ -1,0 +1,204 @@
+"""Training, top to bottom: config -> seed -> data -> model -> callbacks -> fit -> evaluate -> save."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import config as config_lib
+from .callbacks import HistoryCSV, NaNGuard, PredictionPanel, read_history
+from .config import Config
+from .data import Data, fixed_batch, load, make_dataset, scale_targets, steps_per_epoch, unscale_targets
+from .errors import UsageError
+from .evaluate import evaluate_run, headline, write_metrics
+from .models import build_model, compile_model
+
+# Keys that may change when a killed run is resumed; any other change means a different run.
+RESUMABLE_CHANGES = ("train.epochs", "run.overwrite")
+
+
+def seed_everything(config: Config) -> None:
+    """Python, numpy and backend seeds; deterministic kernels when asked (R2.1)."""
+    keras.utils.set_random_seed(config.seed)
+    if config.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def prepare_run_dir(config: Config) -> bool:
+    """Refuses to clobber a finished run; returns True when a killed run will be resumed."""
+    run_dir = config.run_dir
+    backup = run_dir / "backup"
+    if backup.exists():
+        saved = run_dir / "config.yaml"
+        if saved.is_file():
+            before = dict((k, v) for k, v, _ in config_lib.iter_fields(config_lib.build_config([saved])))
+            now = dict((k, v) for k, v, _ in config_lib.iter_fields(config))
+            changed = [k for k in now if now[k] != before.get(k) and k not in RESUMABLE_CHANGES]
+            if changed:
+                raise UsageError(
+                    f"run {run_dir} was started with a different config ({', '.join(changed)}); "
+                    "resume it unchanged or choose another run.name"
+                )
+        return True
+    if (run_dir / "model.keras").exists():
+        if not config.run.overwrite:
+            raise UsageError(
+                f"{run_dir} already holds a finished run; choose another run.name=... "
+                "or set run.overwrite=true to replace it"
+            )
+        shutil.rmtree(run_dir)
+    return False
+
+
+def expected_initial_loss(data: Data) -> float:
+    """Loss of a model that outputs exactly its initial bias (R2.4, R2.5): the prior's entropy
+    on the validation labels for classification, their variance (in standard units) for regression."""
+    if data.task == "classification":
+        priors = data.class_priors
+        return float(-np.mean(np.log(priors[data.val.y])))
+    scaled = scale_targets(data, data.val.y)
+    return float(np.mean((scaled - data.output_bias[0]) ** 2))
+
+
+def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict):
+    guard = NaNGuard()
+    chosen = fixed_batch(data, config.train.prediction_examples)
+    images = None
+    if data.kind == "image":
+        from .pictures import to_uint8
+
+        images = to_uint8(data.val.x[chosen], (float(data.train.x.min()), float(data.train.x.max())))
+    panel = PredictionPanel(
+        x=data.normalize(data.val.x[chosen]),
+        labels=data.val.y[chosen],
+        folder=run_dir / "predictions",
+        task=data.task,
+        class_names=data.class_names,
+        images=images,
+        to_units=lambda outputs: unscale_targets(data, outputs),
+        log_dir=str(run_dir / "tensorboard"),
+    )
+    best = read_history(run_dir / "history.csv")
+    best_val = min((row["val_loss"] for row in best if "val_loss" in row), default=None)
+    callbacks = [
+        guard,
+        # Resume a killed run at its last finished epoch, optimizer state included (T14, U1).
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        HistoryCSV(run_dir / "history.csv", initial_logs),
+        # The best model on disk; on resume, only a better epoch than before replaces it.
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True,
+            initial_value_threshold=best_val,
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.train.patience, restore_best_weights=True
+        ),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        panel,
+    ]
+    return callbacks, guard
+
+
+def train(config: Config, command: str) -> int:
+    """Trains config's model on config's data; returns the exit status."""
+    resuming = prepare_run_dir(config)
+    run_dir = config.run_dir
+
+    ## Seed
+    seed_everything(config)
+
+    ## Data: errors here stop the run before anything is written
+    data = load(config)
+    batch_size = config.train.batch_size
+    train_ds = make_dataset(data, data.train, batch_size, shuffle=True, seed=config.seed,
+                            augment=config.data.augment)
+    val_ds = make_dataset(data, data.val, batch_size, shuffle=False)
+    steps = steps_per_epoch(data.train, batch_size)
+    print(f"data: {data.source} ({data.kind}, {data.task}) "
+          f"train {len(data.train.y)} / val {len(data.val.y)} / test {len(data.test.y)}")
+
+    ## Model
+    model = build_model(config, data)
+    compile_model(model, config, data, steps)
+    print(f"model: {model.name}, {model.count_params():,} parameters")
+
+    ## Run folder: the resolved config and the command, so the run can be reproduced
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.save(config, run_dir / "config.yaml")
+    (run_dir / "command.txt").write_text(command + "\n")
+
+    ## Loss at init, measured on the validation set before the first step (R2.4)
+    initial_logs = {}
+    if resuming:
+        metadata = run_dir / "backup" / "training_metadata.json"
+        done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+        print(f"resuming {run_dir} after epoch {done}, its last finished epoch")
+    else:
+        measured = model.evaluate(val_ds, verbose=0, return_dict=True)
+        initial_logs = {f"val_{k}": float(v) for k, v in measured.items()}
+        print(f"loss at init: {initial_logs['val_loss']:.4f} (expected {expected_initial_loss(data):.4f} "
+              "from the output bias)")
+
+    ## Fit
+    callbacks, guard = make_callbacks(config, data, run_dir, initial_logs)
+    started = time.perf_counter()
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.train.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles; fit's own flag only warns on datasets
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    seconds = time.perf_counter() - started
+    if guard.message:
+        print(f"error: {guard.message}", file=sys.stderr)
+        return 1
+
+    ## Save: the best weights (EarlyStopping restored them; the checkpoint survives resumes)
+    best = run_dir / "checkpoints" / "best.keras"
+    if best.exists():
+        model.load_weights(best)
+    model.save(run_dir / "model.keras")
+
+    ## Evaluate on the whole test set, next to the dumb baselines
+    report = evaluate_run(model, data, run_dir)
+    history = read_history(run_dir / "history.csv")
+    report["epochs"] = max((row["epoch"] for row in history), default=0)
+    report["train_seconds"] = round(seconds, 2)
+    report["loss_at_init"] = {"measured": history[0].get("val_loss") if history else None,
+                              "expected": expected_initial_loss(data)}
+    write_metrics(report, run_dir)
+    if history:
+        from .pictures import history_figure
+
+        history_figure(history, run_dir / "history.png", f"{run_dir.name}: {model.name} on {data.source}")
+
+    print(f"\nrun: {run_dir}/  (metrics.json, history.csv, model.keras, predictions/, tensorboard/)")
+    print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
+    return 0
+
+
+def evaluate(config: Config) -> int:
+    """Re-scores a finished run's model.keras with the run's own saved config."""
+    run_dir = config.run_dir
+    if not (run_dir / "model.keras").is_file():
+        raise UsageError(f"{run_dir} has no model.keras; train first (make train) or set run.name")
+    saved = config_lib.build_config([run_dir / "config.yaml"])
+    data = load(saved)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    report = evaluate_run(model, data, run_dir)
+    previous = run_dir / "metrics.json"
+    if previous.is_file():  # keep what training recorded (epochs, time, loss at init)
+        report = {**json.loads(previous.read_text()), **report}
+    write_metrics(report, run_dir)
+    print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
+    return 0

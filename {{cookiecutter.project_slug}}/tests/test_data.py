@@ -1,0 +1,173 @@
+"""Data sources, splits, normalization and pipelines."""
+
+import numpy as np
+import pytest
+
+
+def _all_ids(data):
+    return [set(split.ids) for split in (data.train, data.val, data.test)]
+
+
+@pytest.mark.parametrize("source", ["digits", "breast_cancer", "diabetes"])
+def test_embedded_splits_are_disjoint_and_complete(project, make_config, source):
+    data = project.data.load(make_config(f"data.source={source}"))
+    train, val, test = _all_ids(data)
+    assert not (train & val or train & test or val & test)
+    total = {"digits": 1797, "breast_cancer": 569, "diabetes": 442}[source]
+    assert len(train | val | test) == total
+    assert abs(len(test) / total - 0.15) < 0.01
+
+
+def test_task_and_shapes_are_inferred(project, make_config):
+    digits = project.data.load(make_config("data.source=digits"))
+    assert (digits.kind, digits.task, digits.input_shape, digits.num_outputs) == ("image", "classification", (8, 8, 1), 10)
+    cancer = project.data.load(make_config("data.source=breast_cancer"))
+    assert (cancer.kind, cancer.task, cancer.num_outputs) == ("tabular", "classification", 2)
+    diabetes = project.data.load(make_config("data.source=diabetes"))
+    assert (diabetes.task, diabetes.num_outputs) == ("regression", 1)
+    forced = project.data.load(make_config("data.source=diabetes", "data.task=regression"))
+    assert forced.task == "regression"
+
+
+def test_split_is_stratified(project, make_config):
+    data = project.data.load(make_config("data.source=breast_cancer"))
+    rates = [split.y.mean() for split in (data.train, data.val, data.test)]
+    assert max(rates) - min(rates) < 0.02
+
+
+def test_same_seed_same_split_other_seed_other_split(project, make_config):
+    first, again = (project.data.load(make_config("seed=1")) for _ in range(2))
+    other = project.data.load(make_config("seed=2"))
+    assert np.array_equal(first.test.ids, again.test.ids)
+    assert np.array_equal(first.train.x, again.train.x)
+    assert not np.array_equal(first.test.ids, other.test.ids)
+
+
+def test_normalization_comes_from_the_training_split_only(project, make_config):
+    data = project.data.load(make_config("data.source=breast_cancer"))
+    np.testing.assert_allclose(data.mean, data.train.x.mean(axis=0), rtol=1e-5)
+    # Planted leak check: changing val/test must not move the statistics.
+    data.val.x[:] = 1e6
+    data.test.x[:] = -1e6
+    mean, std = project.data.input_statistics(data)
+    np.testing.assert_array_equal(mean, data.mean)
+    np.testing.assert_array_equal(std, data.std)
+    normalized = data.normalize(data.train.x)
+    np.testing.assert_allclose(normalized.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(normalized.std(axis=0), 1, atol=1e-3)
+
+
+def test_pipeline_applies_the_same_normalization_to_every_split(project, make_config):
+    data = project.data.load(make_config("data.source=digits"))
+    batch_x, batch_y = next(iter(project.data.make_dataset(data, data.test, 32, shuffle=False)))
+    np.testing.assert_allclose(batch_x.numpy(), data.normalize(data.test.x[:32]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(batch_y.numpy(), data.test.y[:32])
+
+
+def test_pipeline_shuffles_reproducibly(project, make_config):
+    data = project.data.load(make_config("data.source=digits"))
+
+    def first_labels(seed):
+        dataset = project.data.make_dataset(data, data.train, 64, shuffle=True, seed=seed)
+        return next(iter(dataset))[1].numpy()
+
+    assert np.array_equal(first_labels(5), first_labels(5))
+    assert not np.array_equal(first_labels(5), first_labels(6))
+
+
+def test_augmentation_is_off_by_default_and_changes_inputs_when_on(project, make_config):
+    config = make_config("data.source=digits")
+    assert config.data.augment is False
+    data = project.data.load(config)
+    plain = next(iter(project.data.make_dataset(data, data.train, 16, shuffle=False)))[0].numpy()
+    augmented = next(iter(project.data.make_dataset(data, data.train, 16, shuffle=False, augment=True)))[0].numpy()
+    assert plain.shape == augmented.shape
+    assert not np.allclose(plain, augmented)
+
+
+def test_regression_targets_are_trained_in_standard_units(project, make_config):
+    data = project.data.load(make_config("data.source=diabetes"))
+    scaled = project.data.scale_targets(data, data.train.y)
+    assert abs(scaled.mean()) < 1e-5 and abs(scaled.std() - 1) < 1e-4
+    np.testing.assert_allclose(project.data.unscale_targets(data, scaled), data.train.y, rtol=1e-5)
+    assert data.output_bias.shape == (1,) and abs(float(data.output_bias[0])) < 1e-5
+
+
+def test_image_folder_is_read_with_class_names(project, make_config, image_folder):
+    data = project.data.load(make_config(f"data.source={image_folder}", "data.image_size=12,10"))
+    assert data.kind == "image" and data.class_names == ["cat", "dog", "owl"]
+    assert data.input_shape == (12, 10, 3)
+    assert all(i.endswith(".png") for i in data.train.ids)
+    assert len(data.train.y) + len(data.val.y) + len(data.test.y) == 24
+
+
+def test_csv_with_string_labels_and_a_categorical_column(project, make_config, csv_file):
+    data = project.data.load(make_config(f"data.source={csv_file}", "data.label_column=kind"))
+    assert data.task == "classification" and data.class_names == ["apple", "pear"]
+    assert data.feature_names == ["size", "color"]
+    assert data.categorical == {1: 4}  # three colours + index 0 for unseen
+    assert set(np.unique(data.train.x[:, 1])) <= {1.0, 2.0, 3.0}
+    assert data.mean[1] == 0 and data.std[1] == 1  # category indices are not normalized
+
+
+def test_integer_labels_become_classes_and_floats_regression(project, make_config, tmp_path):
+    rows = ["a,label"] + [f"{i},{10 * (i % 3)}" for i in range(30)]
+    (tmp_path / "ints.csv").write_text("\n".join(rows))
+    data = project.data.load(make_config(f"data.source={tmp_path / 'ints.csv'}"))
+    assert data.task == "classification" and data.class_names == ["0", "10", "20"]
+    rows = ["a,label"] + [f"{i},{i * 0.37:.2f}" for i in range(30)]
+    (tmp_path / "floats.csv").write_text("\n".join(rows))
+    assert project.data.load(make_config(f"data.source={tmp_path / 'floats.csv'}")).task == "regression"
+
+
+def test_missing_values_stop_or_are_filled_from_train(project, make_config, tmp_path):
+    rows = ["a,b,label"] + [f"{'' if i == 4 else i},{i % 5},{i % 2}" for i in range(40)]
+    path = tmp_path / "gaps.csv"
+    path.write_text("\n".join(rows))
+    with pytest.raises(project.errors.UsageError, match="column 'a' has 1 missing values; set data.missing=mean"):
+        project.data.load(make_config(f"data.source={path}"))
+    data = project.data.load(make_config(f"data.source={path}", "data.missing=mean"))
+    assert np.isfinite(data.train.x).all()
+
+
+@pytest.mark.parametrize(
+    ("make_source", "message"),
+    [
+        (lambda tmp: tmp / "nowhere", "is neither an embedded dataset"),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "has no class sub-folders"),
+        (lambda tmp: (tmp / "hollow" / "a").mkdir(parents=True) or tmp / "hollow", "holds no image files"),
+        (lambda tmp: (tmp / "x.json").write_text("{}") and tmp / "x.json", "is a file but not a .csv"),
+    ],
+)
+def test_bad_sources_get_one_clear_message(project, make_config, tmp_path, make_source, message):
+    with pytest.raises(project.errors.UsageError, match=message):
+        project.data.load(make_config(f"data.source={make_source(tmp_path)}"))
+
+
+def test_corrupt_image_is_named(project, make_config, image_folder):
+    broken = image_folder / "dog" / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    with pytest.raises(project.errors.UsageError, match=r"cannot read image .*broken\.png"):
+        project.data.load(make_config(f"data.source={image_folder}"))
+
+
+def test_one_class_and_missing_label_column_are_rejected(project, make_config, tmp_path, csv_file):
+    with pytest.raises(project.errors.UsageError, match=r"has no column 'label' \(columns: size, color, kind\)"):
+        project.data.load(make_config(f"data.source={csv_file}"))
+    rows = ["a,label"] + [f"{i},same" for i in range(20)]
+    (tmp_path / "one.csv").write_text("\n".join(rows))
+    with pytest.raises(project.errors.UsageError, match="only one class"):
+        project.data.load(make_config(f"data.source={tmp_path / 'one.csv'}"))
+
+
+def test_max_examples_shrinks_and_keeps_classes(project, make_config):
+    data = project.data.load(make_config("data.max_examples=200"))
+    assert len(data.train.y) + len(data.val.y) + len(data.test.y) == 200
+    assert set(np.unique(data.test.y)) == set(range(10))
+
+
+def test_fixed_batch_covers_the_classes(project, make_config):
+    data = project.data.load(make_config())
+    chosen = project.data.fixed_batch(data, 16)
+    assert len(set(chosen)) == 16
+    assert set(data.val.y[chosen]) == set(range(10))

@@ -1,0 +1,151 @@
+"""End to end: train + evaluate on each embedded dataset, resume, and bad input from the CLI."""
+
+import json
+
+import pytest
+
+RUN_FILES = ("config.yaml", "command.txt", "metrics.json", "history.csv", "history.png", "model.keras",
+             "checkpoints/best.keras", "test_predictions.csv", "worst_examples.csv", "worst_examples.png")
+
+
+def _train(project, config):
+    status = project.train.train(config, "pytest")
+    assert status == 0
+    return json.loads((config.run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_digits_end_to_end(project, make_config):
+    config = make_config("data.source=digits", "model.name=convnet", "train.epochs=12", "run.name=digits")
+    metrics = _train(project, config)
+    run = config.run_dir
+    for name in RUN_FILES + ("confusion_matrix.png",):
+        assert (run / name).exists(), name
+    assert metrics["model"]["accuracy"] >= 0.9
+    assert metrics["majority_baseline"]["accuracy"] < 0.2
+    assert metrics["test_examples"] == 270 and len(metrics["per_class"]) == 10
+    assert metrics["loss_at_init"]["measured"] == pytest.approx(metrics["loss_at_init"]["expected"], rel=0.05)
+    pictures = sorted(p.name for p in (run / "predictions").iterdir())
+    assert pictures[0] == "epoch_000.png" and len(pictures) == metrics["epochs"] + 1
+    assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+
+
+@pytest.mark.slow
+def test_breast_cancer_end_to_end(project, make_config):
+    config = make_config("data.source=breast_cancer", "model.name=mlp", "train.epochs=30", "run.name=bc")
+    metrics = _train(project, config)
+    assert metrics["model"]["accuracy"] >= 0.93
+    assert (config.run_dir / "confusion_matrix.png").exists()
+    assert metrics["per_class"].keys() == {"malignant", "benign"}
+
+
+@pytest.mark.slow
+def test_diabetes_end_to_end(project, make_config):
+    config = make_config("data.source=diabetes", "model.name=mlp", "train.epochs=40", "run.name=dia")
+    metrics = _train(project, config)
+    assert (config.run_dir / "pred_vs_true.png").exists()
+    assert metrics["model"]["r2"] > 0.25
+    assert abs(metrics["mean_baseline"]["r2"]) < 0.1
+    assert metrics["model"]["r2"] > metrics["mean_baseline"]["r2"] + 0.2
+
+
+@pytest.mark.slow
+def test_csv_with_string_labels_maps_back_to_names(project, make_config, csv_file):
+    config = make_config(f"data.source={csv_file}", "data.label_column=kind", "train.epochs=40",
+                         "optimizer.learning_rate=3e-3", "run.name=csv")
+    metrics = _train(project, config)
+    assert metrics["model"]["accuracy"] >= 0.9  # the colour decides the kind
+    lines = (config.run_dir / "test_predictions.csv").read_text().splitlines()
+    assert lines[0] == "id,true,predicted,probability"
+    assert {line.split(",")[1] for line in lines[1:]} <= {"apple", "pear"}
+
+
+@pytest.mark.slow
+def test_image_folder_end_to_end(project, make_config, image_folder):
+    config = make_config(f"data.source={image_folder}", "data.image_size=12,10", "train.epochs=3",
+                         "train.batch_size=8", "run.name=folder")
+    _train(project, config)
+    assert (config.run_dir / "worst_examples.png").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, monkeypatch, capsys):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:  # after BackupAndRestore saved epoch 3
+                raise RuntimeError("power cut")
+
+    original = project.train.make_callbacks
+
+    def crashing(*args, **kwargs):
+        callbacks, guard = original(*args, **kwargs)
+        return callbacks + [Crash()], guard
+
+    config = make_config("data.max_examples=300", "train.epochs=6", "run.name=resume")
+    monkeypatch.setattr(project.train, "make_callbacks", crashing)
+    with pytest.raises(RuntimeError, match="power cut"):
+        project.train.train(config, "pytest")
+    assert (config.run_dir / "backup").exists()
+    monkeypatch.setattr(project.train, "make_callbacks", original)
+
+    assert project.train.train(config, "pytest") == 0
+    assert "after epoch 3, its last finished epoch" in capsys.readouterr().out
+    rows = project.callbacks.read_history(config.run_dir / "history.csv")
+    epochs = [row["epoch"] for row in rows]
+    assert epochs == sorted(set(epochs)) and epochs[:4] == [0, 1, 2, 3]
+    assert not (config.run_dir / "backup").exists()
+    pictures = sorted(p.name for p in (config.run_dir / "predictions").iterdir())
+    assert len(pictures) == len(set(pictures)) == epochs[-1] + 1
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_never_overwritten_by_accident(project, make_config):
+    config = make_config("data.max_examples=200", "train.epochs=2", "run.name=done")
+    _train(project, config)
+    before = (config.run_dir / "metrics.json").read_bytes()
+    with pytest.raises(project.errors.UsageError, match="already holds a finished run"):
+        project.train.train(config, "pytest")
+    assert (config.run_dir / "metrics.json").read_bytes() == before
+    again = make_config("data.max_examples=200", "train.epochs=2", "run.name=done", "run.overwrite=true")
+    _train(project, again)
+
+
+@pytest.mark.slow
+def test_evaluate_command_rescores_a_finished_run(run_cli, tmp_path):
+    trained = run_cli("train", "data.source=breast_cancer", "train.epochs=3", "run.name=ev")
+    assert trained.returncode == 0, trained.stderr
+    assert "test set (86 examples)" in trained.stdout and "linear_baseline" in trained.stdout
+    metrics_path = tmp_path / "runs" / "ev" / "metrics.json"
+    first = json.loads(metrics_path.read_text())
+    metrics_path.unlink()
+    evaluated = run_cli("evaluate", "run.name=ev")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(metrics_path.read_text())["model"] == first["model"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "optimizer.lr=1"], "error: unknown config key optimizer.lr"),
+        (["train", "train.epochs=0"], "error: train.epochs must be >= 1"),
+        (["train", "data.source=no/such/folder"], "error: data.source 'no/such/folder' is neither"),
+        (["train", "data.source=table.csv"], "error: CSV table.csv has no column 'label'"),
+        (["evaluate", "run.name=never"], "error: runs/never has no model.keras"),
+        (["train", "--config", "missing.yaml"], "error: config file missing.yaml does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, args, message):
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n3,4\n")
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written by a failed command
+
+
+def test_help_lists_commands_and_keys(run_cli):
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "train" in result.stdout and "optimizer.learning_rate = 0.0003" in result.stdout
