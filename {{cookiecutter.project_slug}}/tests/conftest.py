@@ -18,7 +18,18 @@ from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = next(p.parent.name for p in sorted((ROOT / "src").glob("*/__main__.py")))
-MODULES = ("errors", "config", "data", "models", "callbacks", "pictures", "evaluate", "train", "cli")
+MODULES = (
+    "errors",
+    "config",
+    "data",
+    "models",
+    "callbacks",
+    "pictures",
+    "evaluate",
+    "train",
+    "cli",
+    "inspection",
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,14 +52,18 @@ def make_config(project, tmp_path):
 
 @pytest.fixture
 def run_cli(tmp_path):
-    """Runs `python -m <package> ...` in a fresh process, in tmp_path; returns the CompletedProcess."""
+    """Runs `python -m <package> ...` in a fresh process in tmp_path; returns the result."""
     import subprocess
 
     def run(*args, cwd=tmp_path):
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         return subprocess.run(
             [sys.executable, "-m", PACKAGE, *map(str, args)],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
 
     return run
@@ -70,7 +85,7 @@ def image_folder(tmp_path):
 
 @pytest.fixture
 def csv_file(tmp_path):
-    """A table with a numeric and a categorical feature and string labels (colour decides the kind)."""
+    """A numeric and a categorical feature, string labels; the colour decides the kind."""
     rng = np.random.default_rng(0)
     lines = ["size,color,kind"]
     for i in range(60):

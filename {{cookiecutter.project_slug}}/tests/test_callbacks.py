@@ -75,7 +75,12 @@ def test_prediction_panel_draws_every_epoch_from_epoch_zero(project, tmp_path, t
     labels = np.array([0, 1, 2, 0, 1, 2]) if task == "classification" else rng.normal(size=6)
     model = _tiny_model(3 if task == "classification" else 1)
     panel = project.callbacks.PredictionPanel(
-        x, labels, tmp_path / "predictions", task, class_names=["a", "b", "c"], log_dir=str(tmp_path / "tb")
+        x,
+        labels,
+        tmp_path / "predictions",
+        task,
+        class_names=["a", "b", "c"],
+        log_dir=str(tmp_path / "tb"),
     )
     panel.set_model(model)
     panel.on_train_begin()
@@ -90,6 +95,7 @@ def test_classification_panel_marks_right_and_wrong(project):
     probabilities = np.array([[0.9, 0.1], [0.8, 0.2]])
     panel = project.pictures.classification_panel(probabilities, np.array([0, 1]), ["a", "b"], "t")
     assert panel.dtype == np.uint8 and panel.ndim == 3
+
     def near(color):  # text is anti-aliased: match by distance, per row
         return (np.abs(panel.astype(int) - color).sum(axis=-1) < 40).any(axis=1)
 

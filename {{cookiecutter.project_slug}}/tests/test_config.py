@@ -17,7 +17,9 @@ def test_yaml_files_layer_then_overrides_win(project, tmp_path):
     first.write_text("data:\n  source: breast_cancer\ntrain:\n  epochs: 7\n")
     second = tmp_path / "b.yaml"
     second.write_text("train:\n  epochs: 9\n")
-    config = project.config.build_config([first, second], ["optimizer.learning_rate=1e-3", "data.image_size=16,16"])
+    config = project.config.build_config(
+        [first, second], ["optimizer.learning_rate=1e-3", "data.image_size=16,16"]
+    )
     assert config.data.source == "breast_cancer"
     assert config.train.epochs == 9
     assert config.optimizer.learning_rate == pytest.approx(1e-3)  # YAML reads 1e-3 as text
@@ -27,7 +29,10 @@ def test_yaml_files_layer_then_overrides_win(project, tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optimizer.lr=0.1", "unknown config key optimizer.lr (did you mean optimizer.learning_rate?)"),
+        (
+            "optimizer.lr=0.1",
+            "unknown config key optimizer.lr (did you mean optimizer.learning_rate?)",
+        ),
         ("trian.epochs=3", "did you mean train.epochs?"),
         ("train.epochs=three", "train.epochs expects int, got 'three'"),
         ("train.epochs=0", "train.epochs must be >= 1"),
@@ -66,9 +71,17 @@ def test_saved_config_reloads_identically(project, tmp_path):
 
 def test_help_lists_every_key_with_its_default_and_reason(project):
     text = project.config.describe()
-    for key, value, field in project.config.iter_fields(project.config.Config()):
+    for key, _, field in project.config.iter_fields(project.config.Config()):
         assert f"  {key} = " in text
         assert field.metadata["help"] in text
-    for key in ("seed", "data.source", "data.label_column", "model.name", "optimizer.learning_rate",
-                "train.epochs", "train.batch_size", "run.name"):
+    for key in (
+        "seed",
+        "data.source",
+        "data.label_column",
+        "model.name",
+        "optimizer.learning_rate",
+        "train.epochs",
+        "train.batch_size",
+        "run.name",
+    ):
         assert f"  {key} = " in text

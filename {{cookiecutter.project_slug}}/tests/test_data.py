@@ -20,7 +20,12 @@ def test_embedded_splits_are_disjoint_and_complete(project, make_config, source)
 
 def test_task_and_shapes_are_inferred(project, make_config):
     digits = project.data.load(make_config("data.source=digits"))
-    assert (digits.kind, digits.task, digits.input_shape, digits.num_outputs) == ("image", "classification", (8, 8, 1), 10)
+    assert (digits.kind, digits.task, digits.input_shape, digits.num_outputs) == (
+        "image",
+        "classification",
+        (8, 8, 1),
+        10,
+    )
     cancer = project.data.load(make_config("data.source=breast_cancer"))
     assert (cancer.kind, cancer.task, cancer.num_outputs) == ("tabular", "classification", 2)
     diabetes = project.data.load(make_config("data.source=diabetes"))
@@ -60,7 +65,9 @@ def test_normalization_comes_from_the_training_split_only(project, make_config):
 def test_pipeline_applies_the_same_normalization_to_every_split(project, make_config):
     data = project.data.load(make_config("data.source=digits"))
     batch_x, batch_y = next(iter(project.data.make_dataset(data, data.test, 32, shuffle=False)))
-    np.testing.assert_allclose(batch_x.numpy(), data.normalize(data.test.x[:32]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        batch_x.numpy(), data.normalize(data.test.x[:32]), rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_array_equal(batch_y.numpy(), data.test.y[:32])
 
 
@@ -80,7 +87,9 @@ def test_augmentation_is_off_by_default_and_changes_inputs_when_on(project, make
     assert config.data.augment is False
     data = project.data.load(config)
     plain = next(iter(project.data.make_dataset(data, data.train, 16, shuffle=False)))[0].numpy()
-    augmented = next(iter(project.data.make_dataset(data, data.train, 16, shuffle=False, augment=True)))[0].numpy()
+    augmented = next(
+        iter(project.data.make_dataset(data, data.train, 16, shuffle=False, augment=True))
+    )[0].numpy()
     assert plain.shape == augmented.shape
     assert not np.allclose(plain, augmented)
 
@@ -117,14 +126,19 @@ def test_integer_labels_become_classes_and_floats_regression(project, make_confi
     assert data.task == "classification" and data.class_names == ["0", "10", "20"]
     rows = ["a,label"] + [f"{i},{i * 0.37:.2f}" for i in range(30)]
     (tmp_path / "floats.csv").write_text("\n".join(rows))
-    assert project.data.load(make_config(f"data.source={tmp_path / 'floats.csv'}")).task == "regression"
+    assert (
+        project.data.load(make_config(f"data.source={tmp_path / 'floats.csv'}")).task
+        == "regression"
+    )
 
 
 def test_missing_values_stop_or_are_filled_from_train(project, make_config, tmp_path):
     rows = ["a,b,label"] + [f"{'' if i == 4 else i},{i % 5},{i % 2}" for i in range(40)]
     path = tmp_path / "gaps.csv"
     path.write_text("\n".join(rows))
-    with pytest.raises(project.errors.UsageError, match="column 'a' has 1 missing values; set data.missing=mean"):
+    with pytest.raises(
+        project.errors.UsageError, match="column 'a' has 1 missing values; set data.missing=mean"
+    ):
         project.data.load(make_config(f"data.source={path}"))
     data = project.data.load(make_config(f"data.source={path}", "data.missing=mean"))
     assert np.isfinite(data.train.x).all()
@@ -135,8 +149,14 @@ def test_missing_values_stop_or_are_filled_from_train(project, make_config, tmp_
     [
         (lambda tmp: tmp / "nowhere", "is neither an embedded dataset"),
         (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "has no class sub-folders"),
-        (lambda tmp: (tmp / "hollow" / "a").mkdir(parents=True) or tmp / "hollow", "holds no image files"),
-        (lambda tmp: (tmp / "x.json").write_text("{}") and tmp / "x.json", "is a file but not a .csv"),
+        (
+            lambda tmp: (tmp / "hollow" / "a").mkdir(parents=True) or tmp / "hollow",
+            "holds no image files",
+        ),
+        (
+            lambda tmp: (tmp / "x.json").write_text("{}") and tmp / "x.json",
+            "is a file but not a .csv",
+        ),
     ],
 )
 def test_bad_sources_get_one_clear_message(project, make_config, tmp_path, make_source, message):
@@ -152,7 +172,9 @@ def test_corrupt_image_is_named(project, make_config, image_folder):
 
 
 def test_one_class_and_missing_label_column_are_rejected(project, make_config, tmp_path, csv_file):
-    with pytest.raises(project.errors.UsageError, match=r"has no column 'label' \(columns: size, color, kind\)"):
+    with pytest.raises(
+        project.errors.UsageError, match=r"has no column 'label' \(columns: size, color, kind\)"
+    ):
         project.data.load(make_config(f"data.source={csv_file}"))
     rows = ["a,label"] + [f"{i},same" for i in range(20)]
     (tmp_path / "one.csv").write_text("\n".join(rows))

@@ -16,8 +16,15 @@ def _initial_loss(project, config):
 
 @pytest.mark.parametrize(
     ("source", "model_name"),
-    [("digits", "linear"), ("digits", "mlp"), ("digits", "convnet"), ("digits", "resnet"),
-     ("breast_cancer", "mlp"), ("breast_cancer", "linear"), ("diabetes", "mlp")],
+    [
+        ("digits", "linear"),
+        ("digits", "mlp"),
+        ("digits", "convnet"),
+        ("digits", "resnet"),
+        ("breast_cancer", "mlp"),
+        ("breast_cancer", "linear"),
+        ("diabetes", "mlp"),
+    ],
 )
 def test_loss_at_init_matches_the_priors_within_5_percent(project, make_config, source, model_name):
     config = make_config(f"data.source={source}", f"model.name={model_name}")
@@ -45,7 +52,9 @@ def test_hidden_layers_use_he_init_and_biases_and_the_output_is_linear(project, 
     assert output.activation.__name__ == "linear" and output.dtype == "float32"
 
 
-def test_categorical_columns_get_embeddings_and_survive_save_and_load(project, make_config, csv_file, tmp_path):
+def test_categorical_columns_get_embeddings_and_survive_save_and_load(
+    project, make_config, csv_file, tmp_path
+):
     config = make_config(f"data.source={csv_file}", "data.label_column=kind", "model.name=mlp")
     data = project.data.load(config)
     model = project.models.build_model(config, data)
@@ -57,13 +66,14 @@ def test_categorical_columns_get_embeddings_and_survive_save_and_load(project, m
     np.testing.assert_allclose(before, after, rtol=1e-6)
 
 
-USER_MODULE = '''
+USER_MODULE = """
 import keras
 
 def build(input_shape, num_outputs, output_bias):
     inputs = keras.Input(input_shape)
     x = keras.layers.Flatten()(inputs)
-    outputs = keras.layers.Dense(num_outputs, bias_initializer=keras.initializers.Constant(output_bias))(x)
+    bias = keras.initializers.Constant(output_bias)
+    outputs = keras.layers.Dense(num_outputs, bias_initializer=bias)(x)
     return keras.Model(inputs, outputs)
 
 def wrong_shape(input_shape, num_outputs, output_bias):
@@ -72,7 +82,7 @@ def wrong_shape(input_shape, num_outputs, output_bias):
 
 def not_a_model(input_shape, num_outputs, output_bias):
     return "model"
-'''
+"""
 
 
 def test_a_users_builder_by_module_or_by_file(project, make_config, tmp_path, monkeypatch):
@@ -112,10 +122,14 @@ def test_image_models_refuse_tables(project, make_config):
 
 def test_optimizer_is_constant_adam_unless_asked(project, make_config):
     plain = project.models.make_optimizer(make_config(), steps_per_epoch=10)
-    assert isinstance(plain, keras.optimizers.Adam) and float(plain.learning_rate) == pytest.approx(3e-4)
+    assert isinstance(plain, keras.optimizers.Adam) and float(plain.learning_rate) == pytest.approx(
+        3e-4
+    )
     decayed = project.models.make_optimizer(make_config("optimizer.weight_decay=1e-4"), 10)
     assert isinstance(decayed, keras.optimizers.AdamW)
-    config = make_config("optimizer.schedule=warmup_cosine", "optimizer.warmup_epochs=2", "train.epochs=10")
+    config = make_config(
+        "optimizer.schedule=warmup_cosine", "optimizer.warmup_epochs=2", "train.epochs=10"
+    )
     schedule = project.models.learning_rate(config, steps_per_epoch=10)
     rates = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
     assert rates[0] == 0 and rates[1] == pytest.approx(1.5e-4) and rates[2] == pytest.approx(3e-4)

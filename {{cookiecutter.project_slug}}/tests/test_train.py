@@ -4,8 +4,18 @@ import json
 
 import pytest
 
-RUN_FILES = ("config.yaml", "command.txt", "metrics.json", "history.csv", "history.png", "model.keras",
-             "checkpoints/best.keras", "test_predictions.csv", "worst_examples.csv", "worst_examples.png")
+RUN_FILES = (
+    "config.yaml",
+    "command.txt",
+    "metrics.json",
+    "history.csv",
+    "history.png",
+    "model.keras",
+    "checkpoints/best.keras",
+    "test_predictions.csv",
+    "worst_examples.csv",
+    "worst_examples.png",
+)
 
 
 def _train(project, config):
@@ -16,7 +26,9 @@ def _train(project, config):
 
 @pytest.mark.slow
 def test_digits_end_to_end(project, make_config):
-    config = make_config("data.source=digits", "model.name=convnet", "train.epochs=12", "run.name=digits")
+    config = make_config(
+        "data.source=digits", "model.name=convnet", "train.epochs=12", "run.name=digits"
+    )
     metrics = _train(project, config)
     run = config.run_dir
     for name in RUN_FILES + ("confusion_matrix.png",):
@@ -24,7 +36,9 @@ def test_digits_end_to_end(project, make_config):
     assert metrics["model"]["accuracy"] >= 0.9
     assert metrics["majority_baseline"]["accuracy"] < 0.2
     assert metrics["test_examples"] == 270 and len(metrics["per_class"]) == 10
-    assert metrics["loss_at_init"]["measured"] == pytest.approx(metrics["loss_at_init"]["expected"], rel=0.05)
+    assert metrics["loss_at_init"]["measured"] == pytest.approx(
+        metrics["loss_at_init"]["expected"], rel=0.05
+    )
     pictures = sorted(p.name for p in (run / "predictions").iterdir())
     assert pictures[0] == "epoch_000.png" and len(pictures) == metrics["epochs"] + 1
     assert any((run / "tensorboard").rglob("events.out.tfevents*"))
@@ -32,7 +46,9 @@ def test_digits_end_to_end(project, make_config):
 
 @pytest.mark.slow
 def test_breast_cancer_end_to_end(project, make_config):
-    config = make_config("data.source=breast_cancer", "model.name=mlp", "train.epochs=30", "run.name=bc")
+    config = make_config(
+        "data.source=breast_cancer", "model.name=mlp", "train.epochs=30", "run.name=bc"
+    )
     metrics = _train(project, config)
     assert metrics["model"]["accuracy"] >= 0.93
     assert (config.run_dir / "confusion_matrix.png").exists()
@@ -41,7 +57,9 @@ def test_breast_cancer_end_to_end(project, make_config):
 
 @pytest.mark.slow
 def test_diabetes_end_to_end(project, make_config):
-    config = make_config("data.source=diabetes", "model.name=mlp", "train.epochs=40", "run.name=dia")
+    config = make_config(
+        "data.source=diabetes", "model.name=mlp", "train.epochs=40", "run.name=dia"
+    )
     metrics = _train(project, config)
     assert (config.run_dir / "pred_vs_true.png").exists()
     assert metrics["model"]["r2"] > 0.25
@@ -51,8 +69,13 @@ def test_diabetes_end_to_end(project, make_config):
 
 @pytest.mark.slow
 def test_csv_with_string_labels_maps_back_to_names(project, make_config, csv_file):
-    config = make_config(f"data.source={csv_file}", "data.label_column=kind", "train.epochs=40",
-                         "optimizer.learning_rate=3e-3", "run.name=csv")
+    config = make_config(
+        f"data.source={csv_file}",
+        "data.label_column=kind",
+        "train.epochs=40",
+        "optimizer.learning_rate=3e-3",
+        "run.name=csv",
+    )
     metrics = _train(project, config)
     assert metrics["model"]["accuracy"] >= 0.9  # the colour decides the kind
     lines = (config.run_dir / "test_predictions.csv").read_text().splitlines()
@@ -62,8 +85,13 @@ def test_csv_with_string_labels_maps_back_to_names(project, make_config, csv_fil
 
 @pytest.mark.slow
 def test_image_folder_end_to_end(project, make_config, image_folder):
-    config = make_config(f"data.source={image_folder}", "data.image_size=12,10", "train.epochs=3",
-                         "train.batch_size=8", "run.name=folder")
+    config = make_config(
+        f"data.source={image_folder}",
+        "data.image_size=12,10",
+        "train.epochs=3",
+        "train.batch_size=8",
+        "run.name=folder",
+    )
     _train(project, config)
     assert (config.run_dir / "worst_examples.png").exists()
 
@@ -108,7 +136,9 @@ def test_a_finished_run_is_never_overwritten_by_accident(project, make_config):
     with pytest.raises(project.errors.UsageError, match="already holds a finished run"):
         project.train.train(config, "pytest")
     assert (config.run_dir / "metrics.json").read_bytes() == before
-    again = make_config("data.max_examples=200", "train.epochs=2", "run.name=done", "run.overwrite=true")
+    again = make_config(
+        "data.max_examples=200", "train.epochs=2", "run.name=done", "run.overwrite=true"
+    )
     _train(project, again)
 
 

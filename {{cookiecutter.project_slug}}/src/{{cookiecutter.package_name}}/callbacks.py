@@ -69,7 +69,10 @@ def read_history(path) -> list[dict]:
         return []
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""} for row in rows]
+    return [
+        {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+        for row in rows
+    ]
 
 
 def _current_learning_rate(model) -> float:
@@ -107,15 +110,16 @@ class NaNGuard(keras.callbacks.Callback):
         if not math.isfinite(float(loss)):
             rate = _current_learning_rate(self.model)
             self.message = (
-                f"the training loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}: "
-                f"lower optimizer.learning_rate (now {rate:.3g}) by 3-10x, check the inputs for NaN or "
-                "huge values (make inspect), and check a custom loss or model for log(0) or division by zero"
+                f"the training loss became {float(loss)} at epoch {self._epoch + 1}, "
+                f"batch {batch + 1}: lower optimizer.learning_rate (now {rate:.3g}) by 3-10x, "
+                "check the inputs for NaN or huge values (make inspect), and check a custom "
+                "loss or model for log(0) or division by zero"
             )
             self.model.stop_training = True
 
 
 class PredictionPanel(keras.callbacks.Callback):
-    """Draws the predictions on one fixed validation batch before training and after each epoch (R2.11).
+    """Draws predictions on one fixed validation batch before training and after each epoch.
 
     The batch is chosen once, so the pictures show how the same examples move from
     the priors towards their labels; a prediction that never moves, or moves the
@@ -133,11 +137,13 @@ class PredictionPanel(keras.callbacks.Callback):
         log_dir: TensorBoard log folder, or None.
 
     Example:
-        >>> panel = PredictionPanel(x_val[:16], y_val[:16], "runs/a/predictions", "classification", names)
+        >>> panel = PredictionPanel(x[:16], y[:16], "runs/a/predictions", "classification", names)
         >>> model.fit(ds, callbacks=[panel])
     """
 
-    def __init__(self, x, labels, folder, task, class_names=(), images=None, to_units=None, log_dir=None):
+    def __init__(
+        self, x, labels, folder, task, class_names=(), images=None, to_units=None, log_dir=None
+    ):
         super().__init__()
         self.x = np.asarray(x)
         self.labels = np.asarray(labels)
@@ -168,11 +174,15 @@ class PredictionPanel(keras.callbacks.Callback):
             probabilities = shifted / shifted.sum(axis=1, keepdims=True)
             accuracy = float((probabilities.argmax(axis=1) == self.labels).mean())
             title = f"epoch {epoch}  fixed val batch accuracy {accuracy:.2f}"
-            panel = pictures.classification_panel(probabilities, self.labels, self.class_names, title, self.images)
+            panel = pictures.classification_panel(
+                probabilities, self.labels, self.class_names, title, self.images
+            )
         else:
             predictions = outputs[:, 0] if self.to_units is None else self.to_units(outputs[:, 0])
             error = float(np.abs(predictions - self.labels).mean())
-            panel = pictures.regression_panel(self.labels, predictions, f"epoch {epoch}  MAE {error:.3g}")
+            panel = pictures.regression_panel(
+                self.labels, predictions, f"epoch {epoch}  MAE {error:.3g}"
+            )
         pictures.save_array(panel, self.folder / f"epoch_{epoch:03d}.png")
         if self._writer is not None:
             import tensorflow as tf
@@ -181,4 +191,3 @@ class PredictionPanel(keras.callbacks.Callback):
                 tf.summary.image("fixed_batch_predictions", panel[None], step=epoch)
             self._writer.flush()
         return panel
-

@@ -15,6 +15,8 @@ from .config import build_config, describe
 from .errors import UsageError
 
 COMMANDS = {
+    "inspect": "study the data before any model: duplicates, leaks, corrupt files, balance (R1)",
+    "check": "run the recipe's sanity experiments on the configured model and data (R2, T1)",
     "train": "train the configured model, then evaluate it on the whole test set",
     "evaluate": "re-evaluate a finished run (run.name=...) on the whole test set",
 }
@@ -26,11 +28,16 @@ def parser() -> argparse.ArgumentParser:
         prog=f"python -m {__package__}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=f"commands:\n{commands}",
-        epilog=f"config keys (override with key=value; YAML files hold overrides too):\n{describe()}",
+        epilog=f"config keys (key=value overrides; YAML files hold overrides too):\n{describe()}",
     )
-    result.add_argument("command", choices=list(COMMANDS), metavar="command", help="one of the commands above")
     result.add_argument(
-        "--config", action="append", default=[], metavar="FILE",
+        "command", choices=list(COMMANDS), metavar="command", help="one of the commands above"
+    )
+    result.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
         help="YAML file of overrides; repeat to layer several, later ones win",
     )
     result.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
@@ -38,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # --config may come before or after key=value
     config = build_config(args.config, args.overrides)  # every error surfaces before any work
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     from . import train  # imported late: TensorFlow takes seconds to load, --help should not
@@ -46,7 +53,15 @@ def run(argv: list[str]) -> int:
     if args.command == "train":
         command = shlex.join([sys.executable, "-m", __package__, *argv])
         return train.train(config, command)
-    return train.evaluate(config)
+    if args.command == "evaluate":
+        return train.evaluate(config)
+    if args.command == "inspect":
+        from .inspection import inspect
+
+        return inspect(config)
+    from .checks import check
+
+    return check(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,5 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last finished epoch", file=sys.stderr)
+        print(
+            "interrupted; rerun the same command to resume from the last finished epoch",
+            file=sys.stderr,
+        )
         return 130

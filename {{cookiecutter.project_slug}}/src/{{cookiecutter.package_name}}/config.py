@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,11 +88,22 @@ class TrainConfig:
     epochs: int = _field(100, "an upper bound; early stopping usually ends the run first")
     batch_size: int = _field(64, "global batch size; a multiple of 8 (T9)")
     patience: int = _field(10, "epochs without a better val loss before stopping (R4.11, T15)")
-    deterministic: bool = _field(
-        True, "same seed, same losses (R2.1); costs a little speed on GPU"
-    )
+    deterministic: bool = _field(True, "same seed, same losses (R2.1); costs a little speed on GPU")
     prediction_examples: int = _field(
         16, "size of the fixed validation batch drawn every epoch (R2.11)"
+    )
+
+
+@dataclass
+class CheckConfig:
+    before_train: bool = _field(
+        True, "train runs the fast recipe checks first, so a broken setup never burns hours"
+    )
+    sample: int = _field(
+        2000, "inspect and check look at at most this many examples of bigger data (and say so)"
+    )
+    human_baseline: float | None = _field(
+        None, "human accuracy (or error) on this task, to compare against (R2.6); null if unknown"
     )
 
 
@@ -109,6 +121,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property
@@ -158,6 +171,10 @@ def _owner_class(key: str):
 def _coerce(key: str, value, kind):
     """Converts a YAML or command-line value to the field's type, or says what was expected."""
     text = repr(value)
+    if typing.get_origin(kind) is types.UnionType:  # X | None: null clears it
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "")):
+            return None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -199,8 +216,12 @@ def _set(config: Config, key: str, value) -> None:
     if key not in types:
         # Abbreviations first (optimizer.lr -> optimizer.learning_rate), then spelling.
         prefix, _, leaf = key.rpartition(".")
-        close = [k for k in types if k.rpartition(".")[0] == prefix
-                 and "".join(w[0] for w in k.rpartition(".")[2].split("_")) == leaf]
+        close = [
+            k
+            for k in types
+            if k.rpartition(".")[0] == prefix
+            and "".join(w[0] for w in k.rpartition(".")[2].split("_")) == leaf
+        ]
         close = close or difflib.get_close_matches(key, list(types), n=1)
         hint = f" (did you mean {close[0]}?)" if close else " (see --help for every key)"
         raise UsageError(f"unknown config key {key}{hint}")
@@ -272,7 +293,10 @@ def validate(config: Config) -> None:
     _check(bool(d.source.strip()), "data.source is empty; name a dataset, a folder or a CSV")
     _one_of("data.task", d.task, ("auto", "classification", "regression"))
     _one_of("data.missing", d.missing, ("error", "mean"))
-    for key, fraction in (("data.val_fraction", d.val_fraction), ("data.test_fraction", d.test_fraction)):
+    for key, fraction in (
+        ("data.val_fraction", d.val_fraction),
+        ("data.test_fraction", d.test_fraction),
+    ):
         _check(0 < fraction < 0.5, f"{key} must be between 0 and 0.5; got {fraction}")
     _check(
         len(d.image_size) == 2 and min(d.image_size) >= 4,
@@ -283,7 +307,11 @@ def validate(config: Config) -> None:
         m.name in BUILTIN_MODELS or ":" in m.name,
         f"model.name must be one of {', '.join(BUILTIN_MODELS)} or module:function; got {m.name!r}",
     )
-    for key, value in (("model.width", m.width), ("model.depth", m.depth), ("model.filters", m.filters)):
+    for key, value in (
+        ("model.width", m.width),
+        ("model.depth", m.depth),
+        ("model.filters", m.filters),
+    ):
         _check(value >= 1, f"{key} must be >= 1; got {value}")
     _check(0 <= m.dropout_rate < 1, f"model.dropout_rate must be in [0, 1); got {m.dropout_rate}")
     _check(o.learning_rate > 0, f"optimizer.learning_rate must be > 0; got {o.learning_rate}")
@@ -294,6 +322,7 @@ def validate(config: Config) -> None:
     _check(t.batch_size >= 1, f"train.batch_size must be >= 1; got {t.batch_size}")
     _check(t.patience >= 1, f"train.patience must be >= 1; got {t.patience}")
     _check(t.prediction_examples >= 1, "train.prediction_examples must be >= 1")
+    _check(config.check.sample >= 10, f"check.sample must be >= 10; got {config.check.sample}")
     _check(
         bool(r.name) and "/" not in r.name and r.name not in (".", ".."),
         f"run.name must be a plain folder name; got {r.name!r}",

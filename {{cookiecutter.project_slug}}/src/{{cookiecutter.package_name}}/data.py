@@ -99,7 +99,13 @@ def _embedded(name: str):
         return "image", x, bunch.target, [str(c) for c in bunch.target_names], []
     if name == "breast_cancer":
         bunch = datasets.load_breast_cancer()
-        return "tabular", bunch.data, bunch.target, list(bunch.target_names), list(bunch.feature_names)
+        return (
+            "tabular",
+            bunch.data,
+            bunch.target,
+            list(bunch.target_names),
+            list(bunch.feature_names),
+        )
     bunch = datasets.load_diabetes(scaled=False)
     return "tabular", bunch.data, bunch.target.astype(np.float32), [], list(bunch.feature_names)
 
@@ -122,16 +128,22 @@ def list_image_folder(folder: Path) -> tuple[list[Path], list[str]]:
     """Image files and their class names (the sub-folder each one sits in)."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise UsageError(f"image folder {folder} has no class sub-folders (expected {folder}/<class>/*.png)")
+        raise UsageError(
+            f"image folder {folder} has no class sub-folders (expected {folder}/<class>/*.png)"
+        )
     paths, labels = [], []
     for name in classes:
         files = sorted(
-            p for p in (folder / name).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            p
+            for p in (folder / name).rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
         )
         paths += files
         labels += [name] * len(files)
     if not paths:
-        raise UsageError(f"image folder {folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise UsageError(
+            f"image folder {folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     return paths, labels
 
 
@@ -149,8 +161,11 @@ def _image_channels(paths: list[Path]) -> int:
     return 1
 
 
-def _image_folder(folder: Path, size: tuple[int, int]):
+def _image_folder(folder: Path, size: tuple[int, int], exclude=frozenset()):
     paths, labels = list_image_folder(folder)
+    if exclude:  # files inspect already reported as unreadable
+        keep = [i for i, p in enumerate(paths) if str(p) not in exclude]
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     channels = _image_channels(paths)
     x = np.stack([read_image(p, size, channels) for p in paths])
     return "image", x, np.array(labels), None, [], np.array([str(p) for p in paths])
@@ -168,7 +183,9 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     header = [h.strip() for h in rows[0]]
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise UsageError(f"CSV {path} line {number} has {len(row)} fields; the header has {len(header)}")
+            raise UsageError(
+                f"CSV {path} line {number} has {len(row)} fields; the header has {len(header)}"
+            )
     return header, rows[1:]
 
 
@@ -184,7 +201,8 @@ def _csv(path: Path, label_column: str):
     header, rows = read_csv(path)
     if label_column not in header:
         raise UsageError(
-            f"CSV {path} has no column {label_column!r} (columns: {', '.join(header)}); set data.label_column"
+            f"CSV {path} has no column {label_column!r} (columns: {', '.join(header)}); "
+            "set data.label_column"
         )
     label_index = header.index(label_column)
     labels = [row[label_index].strip() for row in rows]
@@ -196,7 +214,14 @@ def _csv(path: Path, label_column: str):
     # Cells stay strings here: categorical vocabularies are built from the training split only.
     cells = np.array([[row[i].strip() for i in columns] for row in rows], dtype=object)
     names = [header[i] for i in columns]
-    return "tabular", cells, np.array(labels), None, names, np.array([str(n) for n in range(2, len(rows) + 2)])
+    return (
+        "tabular",
+        cells,
+        np.array(labels),
+        None,
+        names,
+        np.array([str(n) for n in range(2, len(rows) + 2)]),
+    )
 
 
 # ---------------------------------------------------------------- labels and splits
@@ -211,7 +236,11 @@ def _labels_to_task(raw: np.ndarray, forced: str, class_names):
     if task == "auto":
         if class_names is not None and len(class_names):
             task = "classification"
-        elif numeric and np.all(values == np.round(values)) and len(np.unique(values)) <= MAX_INFERRED_CLASSES:
+        elif (
+            numeric
+            and np.all(values == np.round(values))
+            and len(np.unique(values)) <= MAX_INFERRED_CLASSES
+        ):
             task = "classification"
         else:
             task = "regression" if numeric else "classification"
@@ -231,19 +260,25 @@ def _labels_to_task(raw: np.ndarray, forced: str, class_names):
 def _check_classes(y: np.ndarray, class_names: list[str]) -> None:
     counts = np.bincount(y, minlength=len(class_names))
     if (counts > 0).sum() < 2:
-        raise UsageError(f"only one class ({class_names[int(np.argmax(counts))]!r}) in the labels; "
-                         "classification needs at least two")
+        raise UsageError(
+            f"only one class ({class_names[int(np.argmax(counts))]!r}) in the labels; "
+            "classification needs at least two"
+        )
     rare = [class_names[i] for i, c in enumerate(counts) if 0 < c < 3]
     if rare:
-        raise UsageError(f"class {rare[0]!r} has fewer than 3 examples; a stratified "
-                         "train/val/test split needs at least 3 per class")
+        raise UsageError(
+            f"class {rare[0]!r} has fewer than 3 examples; a stratified "
+            "train/val/test split needs at least 3 per class"
+        )
 
 
 def split_indices(y: np.ndarray, task: str, val_fraction: float, test_fraction: float, seed: int):
     """Seeded train/val/test indices, stratified by class for classification."""
     index = np.arange(len(y))
     stratify = y if task == "classification" else None
-    rest, test = train_test_split(index, test_size=test_fraction, stratify=stratify, random_state=seed)
+    rest, test = train_test_split(
+        index, test_size=test_fraction, stratify=stratify, random_state=seed
+    )
     stratify = y[rest] if task == "classification" else None
     train, val = train_test_split(
         rest, test_size=val_fraction / (1 - test_fraction), stratify=stratify, random_state=seed
@@ -285,7 +320,8 @@ def resolve_source(source: str) -> str:
     path = Path(source).expanduser()
     if not path.exists():
         raise UsageError(
-            f"data.source {source!r} is neither an embedded dataset ({', '.join(EMBEDDED_SOURCES)}) "
+            f"data.source {source!r} is neither an embedded dataset "
+            f"({', '.join(EMBEDDED_SOURCES)}) "
             "nor an existing folder or CSV file"
         )
     if path.is_dir():
@@ -295,15 +331,23 @@ def resolve_source(source: str) -> str:
     raise UsageError(f"data.source {source!r} is a file but not a .csv")
 
 
-def load(config: Config) -> Data:
-    """Reads config.data.source and returns seeded, normalized-on-train splits."""
+def load(
+    config: Config, *, exclude: frozenset[str] = frozenset(), finite_only: bool = True
+) -> Data:
+    """Reads config.data.source and returns seeded, normalized-on-train splits.
+
+    inspect passes `exclude` (image paths it reported as unreadable) and `finite_only=False`
+    (it reports infinite values itself) so it can study the rest of the data.
+    """
     d = config.data
     where, _, name = resolve_source(d.source).partition(":")
     ids = None
     if where == "embedded":
         kind, x, raw_y, class_names, features = _embedded(name)
     elif where == "folder":
-        kind, x, raw_y, class_names, features, ids = _image_folder(Path(name), tuple(d.image_size))
+        kind, x, raw_y, class_names, features, ids = _image_folder(
+            Path(name), tuple(d.image_size), exclude
+        )
     else:
         kind, x, raw_y, class_names, features, ids = _csv(Path(name), d.label_column)
     if ids is None:
@@ -313,12 +357,17 @@ def load(config: Config) -> Data:
     if task == "classification":
         _check_classes(y, class_names)
     if len(y) < 10:
-        raise UsageError(f"{d.source} has {len(y)} examples; at least 10 are needed for three splits")
+        raise UsageError(
+            f"{d.source} has {len(y)} examples; at least 10 are needed for three splits"
+        )
 
     if 0 < d.max_examples < len(y):
         stratify = y if task == "classification" else None
         keep, _ = train_test_split(
-            np.arange(len(y)), train_size=d.max_examples, stratify=stratify, random_state=config.seed
+            np.arange(len(y)),
+            train_size=d.max_examples,
+            stratify=stratify,
+            random_state=config.seed,
         )
         keep = np.sort(keep)
         x, y, ids = x[keep], y[keep], ids[keep]
@@ -328,7 +377,7 @@ def load(config: Config) -> Data:
     if x.dtype == object:
         x, categorical = _encode_table(x, train, d.missing, features)
     x = x.astype(np.float32)
-    if not np.isfinite(x).all():
+    if finite_only and not np.isfinite(x).all():
         raise UsageError(f"{d.source} has NaN or infinite inputs; run inspect to find them")
 
     data = Data(
@@ -382,8 +431,15 @@ def augmenter(data: Data, seed: int):
     return keras.layers.GaussianNoise(0.05, seed=seed)
 
 
-def make_dataset(data: Data, split: Split, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 augment: bool = False):
+def make_dataset(
+    data: Data,
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    augment: bool = False,
+):
     """cache -> shuffle -> batch -> vectorized normalize (+ augment) -> prefetch."""
     import tensorflow as tf
 

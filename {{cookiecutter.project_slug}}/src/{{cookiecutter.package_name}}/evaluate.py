@@ -36,7 +36,9 @@ def fit_baselines(data: Data) -> dict:
     """The linear and the input-blind baselines, fitted on the training split."""
     encoder = None
     if data.categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore").fit(data.train.x[:, list(data.categorical)])
+        encoder = OneHotEncoder(handle_unknown="ignore").fit(
+            data.train.x[:, list(data.categorical)]
+        )
     features = baseline_features(data, data.train.x, encoder)
     if data.task == "classification":
         models = {
@@ -75,7 +77,9 @@ def score(data: Data, labels: np.ndarray, outputs: np.ndarray) -> dict:
         }
     scaled = scale_targets(data, outputs)
     return {
-        "loss": float(np.mean((scaled - scale_targets(data, labels)) ** 2)),  # MSE in standard units
+        "loss": float(
+            np.mean((scaled - scale_targets(data, labels)) ** 2)
+        ),  # MSE in standard units
         "mae": float(metrics.mean_absolute_error(labels, outputs)),
         "rmse": float(np.sqrt(metrics.mean_squared_error(labels, outputs))),
         "r2": float(metrics.r2_score(labels, outputs)),
@@ -124,14 +128,22 @@ def draw_worst(data: Data, outputs: np.ndarray, run_dir: Path) -> Path:
     losses = example_losses(data, data.test.y, outputs)
     worst = np.argsort(-losses)[:WORST_EXAMPLES]
     predicted = outputs.argmax(axis=1) if data.task == "classification" else outputs
-    true_text, predicted_text = label_text(data, data.test.y[worst]), label_text(data, predicted[worst])
+    true_text, predicted_text = (
+        label_text(data, data.test.y[worst]),
+        label_text(data, predicted[worst]),
+    )
     with (run_dir / "worst_examples.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["id", "true", "predicted", "loss" if data.task == "classification" else "abs_error"])
+        writer.writerow(
+            ["id", "true", "predicted", "loss" if data.task == "classification" else "abs_error"]
+        )
         for i, t, p in zip(worst, true_text, predicted_text, strict=True):
             writer.writerow([data.test.ids[i], t, p, f"{losses[i]:.4f}"])
     path = run_dir / "worst_examples.png"
-    captions = [f"{data.test.ids[i][-14:]}\ntrue {t} pred {p}" for i, t, p in zip(worst, true_text, predicted_text, strict=True)]
+    captions = [
+        f"{data.test.ids[i][-14:]}\ntrue {t} pred {p}"
+        for i, t, p in zip(worst, true_text, predicted_text, strict=True)
+    ]
     if data.kind == "image":
         value_range = (float(data.train.x.min()), float(data.train.x.max()))
         return pictures.image_grid_figure(
@@ -151,19 +163,29 @@ def evaluate_run(model, data: Data, run_dir: Path) -> dict:
     for name, fitted in fit_baselines(data).items():
         results[name] = score(data, data.test.y, baseline_outputs(data, fitted, data.test.x))
 
-    report = {"task": data.task, "source": data.source, "test_examples": int(len(data.test.y)), **results}
+    report = {
+        "task": data.task,
+        "source": data.source,
+        "test_examples": int(len(data.test.y)),
+        **results,
+    }
     if data.task == "classification":
         predicted = outputs.argmax(axis=1)
         report["per_class"] = per_class(data, data.test.y, predicted)
         matrix = metrics.confusion_matrix(data.test.y, predicted, labels=range(data.num_outputs))
         report["confusion_matrix"] = matrix.tolist()
         pictures.confusion_matrix_figure(
-            matrix, data.class_names, run_dir / "confusion_matrix.png",
+            matrix,
+            data.class_names,
+            run_dir / "confusion_matrix.png",
             f"test set, accuracy {results['model']['accuracy']:.3f}",
         )
     else:
         pictures.predicted_vs_true_figure(
-            data.test.y, outputs, run_dir / "pred_vs_true.png", f"test set, R^2 {results['model']['r2']:.3f}"
+            data.test.y,
+            outputs,
+            run_dir / "pred_vs_true.png",
+            f"test set, R^2 {results['model']['r2']:.3f}",
         )
     write_predictions(data, outputs, run_dir / "test_predictions.csv")
     draw_worst(data, outputs, run_dir)

@@ -1,4 +1,4 @@
-"""Training, top to bottom: config -> seed -> data -> model -> callbacks -> fit -> evaluate -> save."""
+"""Training, top to bottom: config, seed, data, model, callbacks, fit, evaluate, save."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ import numpy as np
 from . import config as config_lib
 from .callbacks import HistoryCSV, NaNGuard, PredictionPanel, read_history
 from .config import Config
-from .data import Data, fixed_batch, load, make_dataset, scale_targets, steps_per_epoch, unscale_targets
+from .data import (
+    Data,
+    fixed_batch,
+    load,
+    make_dataset,
+    scale_targets,
+    steps_per_epoch,
+    unscale_targets,
+)
 from .errors import UsageError
 from .evaluate import evaluate_run, headline, write_metrics
 from .models import build_model, compile_model
@@ -39,7 +47,9 @@ def prepare_run_dir(config: Config) -> bool:
     if backup.exists():
         saved = run_dir / "config.yaml"
         if saved.is_file():
-            before = dict((k, v) for k, v, _ in config_lib.iter_fields(config_lib.build_config([saved])))
+            before = dict(
+                (k, v) for k, v, _ in config_lib.iter_fields(config_lib.build_config([saved]))
+            )
             now = dict((k, v) for k, v, _ in config_lib.iter_fields(config))
             changed = [k for k in now if now[k] != before.get(k) and k not in RESUMABLE_CHANGES]
             if changed:
@@ -59,8 +69,11 @@ def prepare_run_dir(config: Config) -> bool:
 
 
 def expected_initial_loss(data: Data) -> float:
-    """Loss of a model that outputs exactly its initial bias (R2.4, R2.5): the prior's entropy
-    on the validation labels for classification, their variance (in standard units) for regression."""
+    """Loss of a model that outputs exactly its initial bias (R2.4, R2.5).
+
+    Classification: the prior's cross-entropy on the validation labels (ln C when the
+    classes are balanced). Regression: their variance in the standard units trained in.
+    """
     if data.task == "classification":
         priors = data.class_priors
         return float(-np.mean(np.log(priors[data.val.y])))
@@ -75,7 +88,9 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
     if data.kind == "image":
         from .pictures import to_uint8
 
-        images = to_uint8(data.val.x[chosen], (float(data.train.x.min()), float(data.train.x.max())))
+        images = to_uint8(
+            data.val.x[chosen], (float(data.train.x.min()), float(data.train.x.max()))
+        )
     panel = PredictionPanel(
         x=data.normalize(data.val.x[chosen]),
         labels=data.val.y[chosen],
@@ -95,7 +110,9 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
         HistoryCSV(run_dir / "history.csv", initial_logs),
         # The best model on disk; on resume, only a better epoch than before replaces it.
         keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True,
+            str(run_dir / "checkpoints" / "best.keras"),
+            monitor="val_loss",
+            save_best_only=True,
             initial_value_threshold=best_val,
         ),
         keras.callbacks.EarlyStopping(
@@ -118,12 +135,27 @@ def train(config: Config, command: str) -> int:
     ## Data: errors here stop the run before anything is written
     data = load(config)
     batch_size = config.train.batch_size
-    train_ds = make_dataset(data, data.train, batch_size, shuffle=True, seed=config.seed,
-                            augment=config.data.augment)
+    train_ds = make_dataset(
+        data, data.train, batch_size, shuffle=True, seed=config.seed, augment=config.data.augment
+    )
     val_ds = make_dataset(data, data.val, batch_size, shuffle=False)
     steps = steps_per_epoch(data.train, batch_size)
-    print(f"data: {data.source} ({data.kind}, {data.task}) "
-          f"train {len(data.train.y)} / val {len(data.val.y)} / test {len(data.test.y)}")
+    print(
+        f"data: {data.source} ({data.kind}, {data.task}) "
+        f"train {len(data.train.y)} / val {len(data.val.y)} / test {len(data.test.y)}"
+    )
+
+    ## Fast recipe checks first, so a broken setup never burns hours (make check runs them all)
+    if config.check.before_train and not resuming:
+        from .checks import before_training
+
+        if before_training(config, data) != 0:
+            print(
+                "error: a recipe check failed (see above); fix it, or set check.before_train=false",
+                file=sys.stderr,
+            )
+            return 1
+        seed_everything(config)  # the checks drew random numbers; training starts from the seed
 
     ## Model
     model = build_model(config, data)
@@ -144,8 +176,11 @@ def train(config: Config, command: str) -> int:
     else:
         measured = model.evaluate(val_ds, verbose=0, return_dict=True)
         initial_logs = {f"val_{k}": float(v) for k, v in measured.items()}
-        print(f"loss at init: {initial_logs['val_loss']:.4f} (expected {expected_initial_loss(data):.4f} "
-              "from the output bias)")
+        print(
+            f"loss at init: {initial_logs['val_loss']:.4f} "
+            f"(expected {expected_initial_loss(data):.4f} "
+            "from the output bias)"
+        )
 
     ## Fit
     callbacks, guard = make_callbacks(config, data, run_dir, initial_logs)
@@ -174,15 +209,21 @@ def train(config: Config, command: str) -> int:
     history = read_history(run_dir / "history.csv")
     report["epochs"] = max((row["epoch"] for row in history), default=0)
     report["train_seconds"] = round(seconds, 2)
-    report["loss_at_init"] = {"measured": history[0].get("val_loss") if history else None,
-                              "expected": expected_initial_loss(data)}
+    report["loss_at_init"] = {
+        "measured": history[0].get("val_loss") if history else None,
+        "expected": expected_initial_loss(data),
+    }
     write_metrics(report, run_dir)
     if history:
         from .pictures import history_figure
 
-        history_figure(history, run_dir / "history.png", f"{run_dir.name}: {model.name} on {data.source}")
+        history_figure(
+            history, run_dir / "history.png", f"{run_dir.name}: {model.name} on {data.source}"
+        )
 
-    print(f"\nrun: {run_dir}/  (metrics.json, history.csv, model.keras, predictions/, tensorboard/)")
+    print(
+        f"\nrun: {run_dir}/  (metrics.json, history.csv, model.keras, predictions/, tensorboard/)"
+    )
     print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
     return 0
 

@@ -1,0 +1,139 @@
+"""What the template's training adds on top of a plain `model.fit`, measured side by side.
+
+Bakes the template with its defaults (digits, convnet), then, in this one process,
+alternates two fits of the same model on the same tf.data pipelines for the same
+number of epochs: a plain `fit`, and a `fit` with every callback `make train` uses
+(history CSV, backup, best checkpoint, early stopping set not to stop, TensorBoard,
+NaN guard, the fixed-batch prediction picture every epoch). Repeats and reports
+medians and their ratio, then times the whole `train` command (checks, baselines,
+evaluation and pictures included) in a subprocess.
+
+    .venv/bin/python benchmarks/overhead.py [--epochs 20] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+TEMPLATE = Path(__file__).resolve().parents[1]
+
+
+def bake(output: Path) -> Path:
+    from cookiecutter.main import cookiecutter
+
+    return Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output)))
+
+
+def machine() -> str:
+    system = f"{platform.system()}, Python {platform.python_version()}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {system}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="recipe-bench-"))
+    project = bake(work)
+    package = next(p.parent.name for p in (project / "src").glob("*/__main__.py"))
+    sys.path.insert(0, str(project / "src"))
+    modules = {
+        name: importlib.import_module(f"{package}.{name}")
+        for name in ("config", "data", "models", "train")
+    }
+    config_lib, data_lib, models, train = (
+        modules[n] for n in ("config", "data", "models", "train")
+    )
+
+    # Patience above the epoch count: both fits run exactly the same number of epochs.
+    overrides = [
+        f"train.epochs={args.epochs}",
+        f"train.patience={args.epochs + 1}",
+        f"run.dir={work / 'runs'}",
+    ]
+    config = config_lib.build_config([project / "configs" / "default.yaml"], overrides)
+    data = data_lib.load(config)
+    batch = config.train.batch_size
+    train_ds = data_lib.make_dataset(data, data.train, batch, shuffle=True, seed=config.seed)
+    val_ds = data_lib.make_dataset(data, data.val, batch, shuffle=False)
+    steps = data_lib.steps_per_epoch(data.train, batch)
+
+    def fit(with_callbacks: bool, repeat: int) -> float:
+        train.seed_everything(config)
+        model = models.compile_model(models.build_model(config, data), config, data, steps)
+        callbacks = []
+        if with_callbacks:
+            run_dir = work / "runs" / f"bench-{repeat}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            callbacks, _ = train.make_callbacks(config, data, run_dir, {"val_loss": 0.0})
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=1, verbose=0, shuffle=False
+        )  # warm-up: tracing
+        started = time.perf_counter()
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=args.epochs,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
+        )
+        return time.perf_counter() - started
+
+    times = {"plain fit": [], "template fit": []}
+    for repeat in range(args.repeats):  # alternate, so drift on a noisy machine hits both
+        times["plain fit"].append(fit(False, repeat))
+        times["template fit"].append(fit(True, repeat))
+    plain, template = (statistics.median(times[k]) for k in ("plain fit", "template fit"))
+
+    command = [
+        sys.executable,
+        "-m",
+        package,
+        "train",
+        "--config",
+        "configs/default.yaml",
+        f"run.dir={work / 'runs'}",
+        "run.name=command",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    started = time.perf_counter()
+    subprocess.run(command, cwd=project, env=env, check=True, capture_output=True)
+    whole = time.perf_counter() - started
+    metrics = json.loads((work / "runs" / "command" / "metrics.json").read_text())
+
+    print(f"machine: {machine()}")
+    print(
+        f"data: digits, {len(data.train.y)} training examples, batch {batch}, "
+        f"{args.epochs} epochs, "
+        f"median of {args.repeats}"
+    )
+    print("| what | seconds | ratio to plain fit |")
+    print("| --- | --- | --- |")
+    print(f"| plain `model.fit` | {plain:.2f} | 1.00 |")
+    print(
+        f"| `fit` with the template's callbacks and pictures | {template:.2f} "
+        f"| {template / plain:.2f} |"
+    )
+    print(
+        f"\nwhole `train` command with defaults: {whole:.1f} s wall "
+        f"({metrics['epochs']} epochs, fit {metrics['train_seconds']:.1f} s, "
+        f"test accuracy {metrics['model']['accuracy']:.4f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
