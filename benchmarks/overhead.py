@@ -99,6 +99,19 @@ def main() -> None:
         times["template fit"].append(fit(True, repeat))
     plain, template = (statistics.median(times[k]) for k in ("plain fit", "template fit"))
 
+    print(f"machine: {machine()}")
+    print(
+        f"data: digits, {len(data.train.y)} training examples, batch {batch}, "
+        f"{args.epochs} epochs, "
+        f"median of {args.repeats}"
+    )
+    print("| what | seconds | ratio to plain fit |")
+    print("| --- | --- | --- |")
+    print(f"| plain `model.fit` | {plain:.2f} | 1.00 |")
+    print(
+        f"| `fit` with the template's callbacks and pictures | {template:.2f} "
+        f"| {template / plain:.2f} |"
+    )
     command = [
         sys.executable,
         "-m",
@@ -115,19 +128,6 @@ def main() -> None:
     whole = time.perf_counter() - started
     metrics = json.loads((work / "runs" / "command" / "metrics.json").read_text())
 
-    print(f"machine: {machine()}")
-    print(
-        f"data: digits, {len(data.train.y)} training examples, batch {batch}, "
-        f"{args.epochs} epochs, "
-        f"median of {args.repeats}"
-    )
-    print("| what | seconds | ratio to plain fit |")
-    print("| --- | --- | --- |")
-    print(f"| plain `model.fit` | {plain:.2f} | 1.00 |")
-    print(
-        f"| `fit` with the template's callbacks and pictures | {template:.2f} "
-        f"| {template / plain:.2f} |"
-    )
     print(
         f"\nwhole `train` command with defaults: {whole:.1f} s wall "
         f"({metrics['epochs']} epochs, fit {metrics['train_seconds']:.1f} s, "

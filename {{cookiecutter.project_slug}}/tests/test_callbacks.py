@@ -86,6 +86,7 @@ def test_prediction_panel_draws_every_epoch_from_epoch_zero(project, tmp_path, t
     panel.on_train_begin()
     panel.on_epoch_end(0)
     panel.on_epoch_end(1)
+    panel.on_train_end()  # waits for the drawing thread
     files = sorted(p.name for p in (tmp_path / "predictions").iterdir())
     assert files == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]
     assert any((tmp_path / "tb" / "predictions").iterdir())  # TensorBoard image events
@@ -109,3 +110,37 @@ def test_images_keep_one_fixed_range(project):
     images = np.array([[[[0.0]]], [[[8.0]]], [[[16.0]]]])
     pixels = project.pictures.to_uint8(images, (0.0, 16.0))
     assert pixels.ravel().tolist() == [0, 127, 255]  # not stretched per image (U18)
+
+
+def test_save_budget_spaces_saves_by_their_cost(project, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(project.callbacks.time, "monotonic", lambda: clock[0])
+    budget = project.callbacks.SaveBudget(fraction=0.01)
+    assert budget.due()
+
+    def save():
+        clock[0] += 0.05  # a 50 ms save
+
+    budget.spend(save)
+    clock[0] += 4.0
+    assert not budget.due()  # 50 ms at 1% -> at most one save per 5 s
+    clock[0] += 1.0
+    assert budget.due()
+
+
+def test_best_checkpoint_writes_the_best_epoch_not_the_last(project, tmp_path):
+    model = _tiny_model()
+    model(np.zeros((1, 4)))
+    checkpoint = project.callbacks.BestCheckpoint(tmp_path / "best.keras")
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_loss": 1.0})  # best so far, written at once
+    model.set_weights([w + 0.5 for w in model.get_weights()])
+    best = [w.copy() for w in model.get_weights()]
+    checkpoint.on_epoch_end(1, {"val_loss": 0.5})  # better: kept in memory, budget spent
+    model.set_weights([w + 1 for w in best])
+    checkpoint.on_epoch_end(2, {"val_loss": 0.9})  # worse: ignored
+    checkpoint.on_train_end()  # writes the pending best
+    saved = keras.saving.load_model(tmp_path / "best.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, best, strict=True))
+    # The model itself keeps training weights; the checkpoint swapped them back.
+    assert all(np.array_equal(a, b + 1) for a, b in zip(model.get_weights(), best, strict=True))

@@ -1,10 +1,11 @@
-"""inspect (R1): each finding stays quiet on clean data and fires, naming the culprit, on a planted bug."""
+"""inspect (R1): every finding is quiet on clean data and names the culprit of a planted bug."""
 
 import json
 import re
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROWS = 120
@@ -22,7 +23,7 @@ def _found(report, name):
 
 
 def _table(seed=0, rows=ROWS):
-    """Three standard-normal features and a label that depends on two of them, noisily (nothing to find)."""
+    """Three standard-normal features, a label noisily depending on two: nothing to find."""
     rng = np.random.default_rng(seed)
     columns = {name: rng.normal(0, 1, rows) for name in ("a", "b", "c")}
     columns["label"] = (columns["a"] + columns["b"] + rng.normal(0, 1, rows) > 0).astype(int)
@@ -34,7 +35,9 @@ def _write(tmp_path, columns, name="table.csv"):
     names = list(columns)
 
     def cell(value):
-        return value if isinstance(value, str) else f"{value:.4f}" if isinstance(value, float) else str(value)
+        if isinstance(value, str):
+            return value
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
 
     lines = [",".join(names)] + [
         ",".join(cell(columns[n][i]) for n in names) for i in range(len(columns["label"]))
@@ -101,7 +104,10 @@ def test_row_copied_into_two_splits_is_an_error(project, make_config, tmp_path):
     status, report = _inspect(project, make_config, f"data.source={_write(tmp_path, columns)}")
     assert status == 1
     (across,) = _found(report, "duplicate_across_splits")
-    assert across["severity"] == "error" and "1 example appears in two or more splits" in across["detail"]
+    assert (
+        across["severity"] == "error"
+        and "1 example appears in two or more splits" in across["detail"]
+    )
     named = [int(n) for n in re.findall(r"line (\d+)", across["detail"])]
     assert len(named) >= 2 and set(named) <= {2, *range(ROWS + 2, ROWS + 14)}  # the copies, by line
     assert "(13 copies)" in across["detail"]
@@ -157,7 +163,11 @@ def test_text_codes_in_a_numeric_column_are_flagged(project, make_config, tmp_pa
         columns["b"][row] = "NA"
     _, report = _inspect(project, make_config, f"data.source={_write(tmp_path, columns)}")
     (mixed,) = _found(report, "mixed_type_column")
-    assert mixed["severity"] == "warning" and "column 'b'" in mixed["detail"] and "'NA' x3" in mixed["detail"]
+    assert (
+        mixed["severity"] == "warning"
+        and "column 'b'" in mixed["detail"]
+        and "'NA' x3" in mixed["detail"]
+    )
 
 
 def test_constant_column_is_flagged(project, make_config, tmp_path):
@@ -176,11 +186,15 @@ def test_label_copied_into_a_feature_is_a_target_leak(project, make_config, tmp_
     assert leak["severity"] == "error" and "column 'audit_flag'" in leak["detail"]
 
 
-def test_regression_target_copy_is_a_leak_and_clean_regression_is_quiet(project, make_config, tmp_path):
+def test_regression_target_copy_is_a_leak_and_clean_regression_is_quiet(
+    project, make_config, tmp_path
+):
     rng = np.random.default_rng(1)
     columns = _table()
     columns["label"] = columns["a"] * 3 + rng.normal(0, 1, ROWS) + 10
-    status, report = _inspect(project, make_config, f"data.source={_write(tmp_path, columns, 'clean.csv')}")
+    status, report = _inspect(
+        project, make_config, f"data.source={_write(tmp_path, columns, 'clean.csv')}"
+    )
     assert (status, report["task"], report["findings"]) == (0, "regression", [])
     assert abs(report["target"]["skew"]) < 1
     columns["price_copy"] = columns["label"] * 1.0001
@@ -225,7 +239,11 @@ def test_heavy_tailed_feature_gets_a_squashing_advice(project, make_config, tmp_
     columns["income"] = np.exp(np.random.default_rng(3).normal(0, 2, ROWS))
     _, report = _inspect(project, make_config, f"data.source={_write(tmp_path, columns)}")
     (heavy,) = _found(report, "heavy_tailed_feature")
-    assert heavy["severity"] == "warning" and "'income'" in heavy["detail"] and "log1p(x)" in heavy["detail"]
+    assert (
+        heavy["severity"] == "warning"
+        and "'income'" in heavy["detail"]
+        and "log1p(x)" in heavy["detail"]
+    )
     assert [row["heavy_tailed"] for row in report["features"]] == [False, False, False, True]
 
 
@@ -238,7 +256,9 @@ def test_large_magnitudes_are_noted_as_normalized_by_the_pipeline(project, make_
 
 
 def test_bigger_data_is_sampled_and_says_so(project, make_config, tmp_path):
-    _, report = _inspect(project, make_config, f"data.source={_write(tmp_path, _table())}", "check.sample=40")
+    _, report = _inspect(
+        project, make_config, f"data.source={_write(tmp_path, _table())}", "check.sample=40"
+    )
     assert report["sampled"] is True
     (note,) = _found(report, "sampled")
     assert note["severity"] == "info" and "40" in note["detail"]
@@ -266,6 +286,20 @@ def test_corrupt_image_is_named_and_the_rest_inspected(project, make_config, ima
     assert report["corrupt_files"][0]["path"].endswith("broken.png")
 
 
+def test_unloadable_folder_still_names_its_corrupt_files(
+    project, make_config, image_folder, capsys
+):
+    for path in sorted((image_folder / "owl").iterdir())[3:]:
+        path.unlink()
+    # owl keeps 2 readable images: too few for a stratified split, so loading fails
+    (image_folder / "owl" / "0.png").write_bytes(b"\x89PNG truncated")
+    config = make_config(f"data.source={image_folder}", "run.name=unloadable")
+    with pytest.raises(project.errors.UsageError, match="class 'owl' has fewer than 3 examples"):
+        project.inspection.inspect(config)
+    assert "ERROR corrupt_file: " in capsys.readouterr().out
+    assert not config.run_dir.exists()
+
+
 def test_duplicate_images_are_found_by_content(project, make_config, image_folder):
     for k in range(6):
         shutil.copy(image_folder / "cat" / "0.png", image_folder / "cat" / f"copy{k}.png")
@@ -278,12 +312,18 @@ def test_duplicate_images_are_found_by_content(project, make_config, image_folde
 
 def test_image_of_another_size_and_channels_are_named(project, make_config, image_folder):
     rng = np.random.default_rng(5)
-    Image.fromarray(rng.integers(0, 255, (20, 16, 3), dtype=np.uint8)).save(image_folder / "owl" / "big.png")
-    Image.fromarray(rng.integers(0, 255, (12, 10), dtype=np.uint8)).save(image_folder / "cat" / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (20, 16, 3), dtype=np.uint8)).save(
+        image_folder / "owl" / "big.png"
+    )
+    Image.fromarray(rng.integers(0, 255, (12, 10), dtype=np.uint8)).save(
+        image_folder / "cat" / "grey.png"
+    )
     _, report = _inspect(project, make_config, f"data.source={image_folder}")
     (size,) = _found(report, "unexpected_image_size")
     assert (
-        size["severity"] == "warning" and "big.png is 20x16" in size["detail"] and "12x10" in size["detail"]
+        size["severity"] == "warning"
+        and "big.png is 20x16" in size["detail"]
+        and "12x10" in size["detail"]
     )
     (channels,) = _found(report, "unexpected_channels")
     assert channels["severity"] == "warning" and "grey.png is L (1 channel)" in channels["detail"]
@@ -308,17 +348,23 @@ def test_cli_prints_one_line_per_finding_and_exits_1_on_errors(run_cli, tmp_path
     proc = run_cli("inspect", f"data.source={_write(tmp_path, columns)}", "run.name=cli")
     assert proc.returncode == 1, proc.stderr
     report = json.loads((tmp_path / "runs" / "cli" / "inspect.json").read_text())
-    lines = [line for line in proc.stdout.splitlines() if line.split(" ")[0] in ("ERROR", "WARNING", "INFO")]
-    assert lines == [f"{f['severity'].upper()} {f['name']}: {f['detail']}" for f in report["findings"]]
+    lines = [
+        line
+        for line in proc.stdout.splitlines()
+        if line.split(" ")[0] in ("ERROR", "WARNING", "INFO")
+    ]
+    assert lines == [
+        f"{f['severity'].upper()} {f['name']}: {f['detail']}" for f in report["findings"]
+    ]
     assert any(line.startswith("ERROR target_leak: column 'audit_flag'") for line in lines)
     assert any(line.startswith("WARNING constant_feature:") for line in lines)
     assert (tmp_path / "runs" / "cli" / "inspect" / "report.md").is_file()
 
 
-def test_cli_missing_source_is_one_line_exit_2_and_writes_nothing(run_cli, tmp_path):
-    proc = run_cli("inspect", f"data.source={tmp_path / 'nowhere.csv'}", "run.name=none")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: data.source") and len(proc.stderr.strip().splitlines()) == 1
+def test_missing_source_is_a_usage_error_and_writes_nothing(project, make_config, tmp_path):
+    config = make_config(f"data.source={tmp_path / 'nowhere.csv'}", "run.name=none")
+    with pytest.raises(project.errors.UsageError, match="is neither an embedded dataset"):
+        project.inspection.inspect(config)  # the command line turns this into one line, exit 2
     assert not (tmp_path / "runs").exists()
 
 
@@ -326,4 +372,7 @@ def test_rerun_replaces_the_previous_pictures(project, make_config):
     project.inspection.inspect(make_config("data.source=digits", "run.name=same"))
     again = make_config("data.source=diabetes", "run.name=same")
     project.inspection.inspect(again)
-    assert {p.name for p in (again.run_dir / "inspect").glob("*.png")} == {"features.png", "extremes.png"}
+    assert {p.name for p in (again.run_dir / "inspect").glob("*.png")} == {
+        "features.png",
+        "extremes.png",
+    }

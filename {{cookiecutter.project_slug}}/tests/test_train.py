@@ -113,9 +113,11 @@ def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, mon
 
     config = make_config("data.max_examples=300", "train.epochs=6", "run.name=resume")
     monkeypatch.setattr(project.train, "make_callbacks", crashing)
+    monkeypatch.setattr(project.callbacks.SaveBudget, "due", lambda self: True)  # every epoch
     with pytest.raises(RuntimeError, match="power cut"):
         project.train.train(config, "pytest")
-    assert (config.run_dir / "backup").exists()
+    metadata = json.loads((config.run_dir / "backup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 3
     monkeypatch.setattr(project.train, "make_callbacks", original)
 
     assert project.train.train(config, "pytest") == 0

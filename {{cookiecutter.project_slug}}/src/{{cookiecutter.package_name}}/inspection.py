@@ -27,12 +27,15 @@ import numpy as np
 
 from .config import Config
 from .data import Data, Split, list_image_folder, load, read_csv, resolve_source
+from .errors import UsageError
 
 SPLITS = ("train", "val", "test")
 SEVERITIES = ("error", "warning", "info")
 
 # Thresholds. Each is a judgement call; docs/inspect.md gives the reasoning.
-IMBALANCE_RATIO = 3.0  # largest / smallest class above this: accuracy starts to hide the rare class (T2)
+IMBALANCE_RATIO = (
+    3.0  # largest / smallest class above this: accuracy starts to hide the rare class (T2)
+)
 TARGET_SKEW = 1.0  # |skewness| above 1 is conventionally "highly skewed": try log(y)
 OUTLIER_Z = 6.0  # a normal feature puts one value in ~500 million beyond 6 std
 # (2.5th or 97.5th percentile - median) / IQR: a normal feature gives 1.5, an exponential 2.7,
@@ -42,7 +45,9 @@ TAIL_PERCENTILE = 2.5
 HEAVY_TAIL_RATIO = 4.0
 MIN_DISTINCT_FOR_TAILS = 20  # fewer distinct values: a discrete code, not a continuous scale
 LEAK_SCORE = 0.99  # one column reaching this on both train and validation is rarely honest
-UNIT_SCALE = 10.0  # |values| beyond this or std below 1/this: not on the scale the net wants (U6, T6)
+UNIT_SCALE = (
+    10.0  # |values| beyond this or std below 1/this: not on the scale the net wants (U6, T6)
+)
 MIXED_NUMERIC_SHARE = 0.8  # a column this numeric with a few text cells holds typos or NA codes
 EXAMPLES_PER_CLASS = 8  # R1.1: look at many examples
 MAX_CLASSES_SHOWN = 20
@@ -79,14 +84,6 @@ def _listing(items, limit: int = MAX_NAMED) -> str:
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
@@ -106,7 +103,7 @@ def _lines(lines: list[int]) -> str:
 
 
 def scan_image_folder(folder: Path) -> ImageScan:
-    """Decodes every image once; an unreadable file is recorded by path instead of stopping (R1.3)."""
+    """Decodes every image once; an unreadable file is recorded by path, not raised (R1.3)."""
     from PIL import Image
 
     paths, _ = list_image_folder(folder)
@@ -135,7 +132,9 @@ def scan_image_folder(folder: Path) -> ImageScan:
 def image_file_findings(scan: ImageScan) -> list[Finding]:
     """corrupt_file, unexpected_image_size, unexpected_channels."""
     findings = [
-        Finding("corrupt_file", "error", f"{path} cannot be decoded ({reason}); delete or replace it")
+        Finding(
+            "corrupt_file", "error", f"{path} cannot be decoded ({reason}); delete or replace it"
+        )
         for path, reason in scan.broken[:MAX_FILE_FINDINGS]
     ]
     if len(scan.broken) > MAX_FILE_FINDINGS:
@@ -161,10 +160,12 @@ def image_file_findings(scan: ImageScan) -> list[Finding]:
                 Finding(
                     name,
                     "warning",
-                    f"{_counted(len(odd), 'image', 'differ')} from the usual {what} {shown(usual)} of "
+                    f"{_counted(len(odd), 'image', 'differ')} from the usual {what} "
+                    f"{shown(usual)} of "
                     f"{count} others: "
                     + _listing(f"{path} is {shown(value)}" for path, value in odd)
-                    + "; every image is converted and resized to data.image_size, so check that these are "
+                    + "; every image is converted and resized to data.image_size, so check "
+                    + "that these are "
                     "the same kind of picture (not a thumbnail, scan or mask)",
                 )
             )
@@ -179,27 +180,30 @@ def _channels(mode: str) -> str:
 
 
 def scan_csv(path: Path, label_column: str, missing: str) -> list[Finding]:
-    """missing_values, infinite_values, mixed_type_column, from the raw cells (load would refuse them)."""
+    """missing_values, infinite_values, mixed_type_column, from the raw cells (load refuses)."""
     header, rows = read_csv(path)
     gaps, infinite, mixed = {}, {}, {}
     for j, name in enumerate(header):
         if name == label_column:
             continue
-        cells = [row[j].strip() for row in rows]
-        lines = [i + 2 for i in range(len(cells))]  # the file's line numbers, as data.load's ids
-        text = [c for c in cells if c and not _is_number(c)]
-        numeric = sum(1 for c in cells if c and _is_number(c))
+        values, text, numeric = np.full(len(rows), np.nan), [], 0
+        for k, row in enumerate(rows):
+            cell = row[j].strip()
+            if cell:
+                try:
+                    values[k] = float(cell)
+                    numeric += 1
+                except ValueError:
+                    text.append(cell)
         if text:
             if numeric >= MIXED_NUMERIC_SHARE * (numeric + len(text)):
                 mixed[name] = Counter(text).most_common(3), len(text)
             continue  # a text column: its empty cells become the "unseen" category
-        values = np.array([float(c) if c else np.nan for c in cells])
-        gap_lines = [line for line, v in zip(lines, values, strict=True) if np.isnan(v)]
-        inf_lines = [line for line, v in zip(lines, values, strict=True) if np.isinf(v)]
-        if gap_lines:
-            gaps[name] = gap_lines
-        if inf_lines:
-            infinite[name] = inf_lines
+        # Line numbers of the file, as data.load names rows (header = line 1).
+        if np.isnan(values).any():
+            gaps[name] = (np.flatnonzero(np.isnan(values)) + 2).tolist()
+        if np.isinf(values).any():
+            infinite[name] = (np.flatnonzero(np.isinf(values)) + 2).tolist()
     findings = []
     if gaps:
         where = "; ".join(f"{name!r}: {_lines(lines)}" for name, lines in gaps.items())
@@ -208,7 +212,8 @@ def scan_csv(path: Path, label_column: str, missing: str) -> list[Finding]:
                 Finding(
                     "missing_values",
                     "error",
-                    f"empty or NaN cells in {where}; data.missing=error refuses them: fix the file, "
+                    f"empty or NaN cells in {where}; data.missing=error refuses them: fix the "
+                    "file, "
                     "or set data.missing=mean to fill them with the training mean",
                 )
             )
@@ -217,7 +222,8 @@ def scan_csv(path: Path, label_column: str, missing: str) -> list[Finding]:
                 Finding(
                     "missing_values",
                     "info",
-                    f"empty or NaN cells in {where}; filled with the training mean (data.missing=mean)",
+                    f"empty or NaN cells in {where}; filled with the training mean "
+                    "(data.missing=mean)",
                 )
             )
     if infinite:
@@ -226,7 +232,8 @@ def scan_csv(path: Path, label_column: str, missing: str) -> list[Finding]:
             Finding(
                 "infinite_values",
                 "error",
-                f"infinite values in {where}; nothing fills them and one inf turns the loss into NaN: "
+                f"infinite values in {where}; nothing fills them and one inf turns the loss "
+                "into NaN: "
                 "fix the file (a division by zero upstream?) or drop the column",
             )
         )
@@ -236,7 +243,8 @@ def scan_csv(path: Path, label_column: str, missing: str) -> list[Finding]:
             Finding(
                 "mixed_type_column",
                 "warning",
-                f"column {name!r} is numeric except {_plural(count, 'cell')} ({shown}), so the whole "
+                f"column {name!r} is numeric except {_plural(count, 'cell')} ({shown}), so the "
+                "whole "
                 "column is "
                 "read as categories; empty those cells (then data.missing applies) or fix them",
             )
@@ -260,7 +268,9 @@ def _replace_non_finite(data: Data) -> None:
 
 
 def _feature_names(data: Data) -> list[str]:
-    return [str(n) for n in data.feature_names] or [f"column {j}" for j in range(data.train.x.shape[1])]
+    return [str(n) for n in data.feature_names] or [
+        f"column {j}" for j in range(data.train.x.shape[1])
+    ]
 
 
 def _splits(data: Data) -> dict[str, Split]:
@@ -282,18 +292,21 @@ class Namer:
 
 
 def content_keys(data: Data, scan: ImageScan | None) -> dict[str, list[str]]:
-    """A content hash per example: decoded pixels for image files, the values of a row otherwise (R1.2)."""
+    """A content hash per example: decoded pixels of an image file, else a row's values (R1.2)."""
     keys = {}
     for name, split in _splits(data).items():
         if scan is not None:
             keys[name] = [scan.digests[str(i)] for i in split.ids]
             continue
-        rows = np.ascontiguousarray(split.x.reshape(len(split.x), -1) + np.float32(0))  # -0.0 == 0.0
+        # Adding 0 turns -0.0 into 0.0, so the two hash alike as they compare alike.
+        rows = np.ascontiguousarray(split.x.reshape(len(split.x), -1) + np.float32(0))
         keys[name] = [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in rows]
     return keys
 
 
-def duplicate_findings(data: Data, keys: dict[str, list[str]], name: Namer) -> tuple[list[Finding], dict]:
+def duplicate_findings(
+    data: Data, keys: dict[str, list[str]], name: Namer
+) -> tuple[list[Finding], dict]:
     """duplicate_across_splits, duplicate_within_split, conflicting_labels."""
     groups = defaultdict(list)
     for split_name, split_keys in keys.items():
@@ -348,7 +361,8 @@ def duplicate_findings(data: Data, keys: dict[str, list[str]], name: Namer) -> t
             Finding(
                 "duplicate_within_split",
                 "warning",
-                f"{sum(extra_within.values())} extra copies of examples inside one split ({where}), e.g. "
+                f"{sum(extra_within.values())} extra copies of examples inside one split "
+                f"({where}), e.g. "
                 + "; ".join(within_examples)
                 + "; they weigh those examples more: remove them unless that is intended",
             )
@@ -380,7 +394,7 @@ def duplicate_findings(data: Data, keys: dict[str, list[str]], name: Namer) -> t
 
 
 def balance_findings(data: Data) -> tuple[list[Finding], dict]:
-    """class_imbalance (classification) or target_skew (regression), with the table for the report (R1.4)."""
+    """class_imbalance or target_skew (regression), and the table for the report (R1.4)."""
     if data.task == "classification":
         size = len(data.class_names)
         counts = {s: np.bincount(split.y, minlength=size) for s, split in _splits(data).items()}
@@ -403,10 +417,13 @@ def balance_findings(data: Data) -> tuple[list[Finding], dict]:
                     "class_imbalance",
                     "warning",
                     f"class {data.class_names[largest]!r} has {ratio:.1f}x the examples of "
-                    f"{data.class_names[smallest]!r} ({total[largest]} vs {total[smallest]}; threshold "
-                    f"{IMBALANCE_RATIO:g}:1); the output bias already starts at the log class priors "
+                    f"{data.class_names[smallest]!r} ({total[largest]} vs {total[smallest]}; "
+                    "threshold "
+                    f"{IMBALANCE_RATIO:g}:1); the output bias already starts at the log class "
+                    "priors "
                     "(R2.5, T3); "
-                    "if the rare class matters, weight classes or oversample it (T2) and judge per-class "
+                    "if the rare class matters, weight classes or oversample it (T2) and judge "
+                    "per-class "
                     "recall",
                 )
             )
@@ -424,13 +441,19 @@ def balance_findings(data: Data) -> tuple[list[Finding], dict]:
     }
     findings = []
     if abs(skew) > TARGET_SKEW:
-        remedy = "log(y)" if stats["min"] > 0 else "log1p(y)" if stats["min"] >= 0 else "a signed log or rank"
+        if stats["min"] > 0:
+            remedy = "log(y)"
+        elif stats["min"] == 0:
+            remedy = "log1p(y)"
+        else:
+            remedy = "a signed log or rank"
         findings.append(
             Finding(
                 "target_skew",
                 "warning",
                 f"the training target has skewness {skew:.2f} (mean {stats['mean']:.4g}, median "
-                f"{stats['median']:.4g}, max {stats['max']:.4g}); the squared loss is then ruled by the few "
+                f"{stats['median']:.4g}, max {stats['max']:.4g}); the squared loss is then "
+                "ruled by the few "
                 f"extreme targets: try training on {remedy} and transforming predictions back",
             )
         )
@@ -438,7 +461,7 @@ def balance_findings(data: Data) -> tuple[list[Finding], dict]:
 
 
 def feature_findings(data: Data, name: Namer) -> tuple[list[Finding], list[dict]]:
-    """constant_feature, feature_outliers, heavy_tailed_feature, needs_normalization (R1.5, U6, U7)."""
+    """constant_feature, feature_outliers, heavy_tailed_feature, needs_normalization (R1.5, U7)."""
     x = data.train.x.astype(np.float64)
     names = _feature_names(data)
     mean, std = x.mean(axis=0), x.std(axis=0)
@@ -491,7 +514,8 @@ def feature_findings(data: Data, name: Namer) -> tuple[list[Finding], list[dict]
             if outliers[j]:
                 worst = int(np.argmax(z[:, j]))
                 shown.append(
-                    f"{names[j]!r}: {outliers[j]} (worst {name(*all_ids[worst])} = {all_x[worst, j]:.4g}, "
+                    f"{names[j]!r}: {outliers[j]} (worst {name(*all_ids[worst])} = "
+                    f"{all_x[worst, j]:.4g}, "
                     f"z={z[worst, j]:.0f})"
                 )
         count = int((outliers > 0).sum())
@@ -499,10 +523,12 @@ def feature_findings(data: Data, name: Namer) -> tuple[list[Finding], list[dict]
             Finding(
                 "feature_outliers",
                 "warning",
-                f"values beyond {OUTLIER_Z:g} std of the training mean in {_plural(count, 'feature')}: "
+                f"values beyond {OUTLIER_Z:g} std of the training mean in "
+                f"{_plural(count, 'feature')}: "
                 + "; ".join(shown)
                 + ("; ..." if count > MAX_NAMED else "")
-                + "; outliers nearly always expose an entry, unit or parsing bug (R1.5): fix, clip or "
+                + "; outliers nearly always expose an entry, unit or parsing bug (R1.5): fix, "
+                + "clip or "
                 + "drop them",
             )
         )
@@ -510,15 +536,19 @@ def feature_findings(data: Data, name: Namer) -> tuple[list[Finding], list[dict]
         shown = []
         for j in np.flatnonzero(heavy)[np.argsort(-tail[heavy])]:
             low = float(all_x[:, j].min())
-            remedy = "log1p(x)" if low >= 0 else f"tanh(x / {max(abs(low_q[j]), abs(high_q[j])):.3g})"
+            remedy = (
+                "log1p(x)" if low >= 0 else f"tanh(x / {max(abs(low_q[j]), abs(high_q[j])):.3g})"
+            )
             shown.append(f"{names[j]!r} (tail {tail[j]:.1f}x its IQR; try {remedy})")
         findings.append(
             Finding(
                 "heavy_tailed_feature",
                 "warning",
-                f"{_plural(len(shown), 'feature')} with heavy tails: {_listing(shown)}; the few huge "
+                f"{_plural(len(shown), 'feature')} with heavy tails: {_listing(shown)}; the "
+                "few huge "
                 "values set the "
-                "std that normalization divides by and squeeze the rest together: squash them before "
+                "std that normalization divides by and squeeze the rest together: squash them "
+                "before "
                 "normalizing (U7)",
             )
         )
@@ -530,9 +560,12 @@ def feature_findings(data: Data, name: Namer) -> tuple[list[Finding], list[dict]
             Finding(
                 "needs_normalization",
                 "info",
-                f"feature std ranges from {std[narrowest]:.3g} ({names[narrowest]!r}) to {std[widest]:.3g} "
-                f"({names[widest]!r}), values up to {magnitude.max():.4g}; the pipeline standardizes every "
-                "feature with the training mean and std, the same way for every split (U6, T6): nothing "
+                f"feature std ranges from {std[narrowest]:.3g} ({names[narrowest]!r}) to "
+                f"{std[widest]:.3g} "
+                f"({names[widest]!r}), values up to {magnitude.max():.4g}; the pipeline "
+                "standardizes every "
+                "feature with the training mean and std, the same way for every split (U6, "
+                "T6): nothing "
                 "to do "
                 "unless you preprocess elsewhere",
             )
@@ -556,20 +589,26 @@ def image_findings(data: Data, name: Namer) -> tuple[list[Finding], dict]:
             Finding(
                 "constant_image",
                 "warning",
-                f"{_counted(len(blank), 'image', 'hold')} a single value: {_listing(shown)}; blank frames, "
+                f"{_counted(len(blank), 'image', 'hold')} a single value: {_listing(shown)}; "
+                "blank frames, "
                 "failed "
                 "captures or masks: drop or fix them",
             )
         )
     scores = {}
     for label, values in (("brightness", brightness), ("contrast", contrast)):
-        # Median and MAD: in a small folder one odd training image inflates the std enough to hide itself.
+        # Median and MAD: in a small folder one odd training image inflates the std enough to
+        # hide itself.
         center = np.median(values[:train_count])
-        spread = 1.4826 * np.median(np.abs(values[:train_count] - center)) or values[:train_count].std()
+        spread = (
+            1.4826 * np.median(np.abs(values[:train_count] - center)) or values[:train_count].std()
+        )
         if spread:
             scores[label] = np.abs(values - center) / spread
     odd = []
-    for i in sorted({int(i) for score in scores.values() for i in np.flatnonzero(score > OUTLIER_Z)}):
+    for i in sorted(
+        {int(i) for score in scores.values() for i in np.flatnonzero(score > OUTLIER_Z)}
+    ):
         parts = ", ".join(
             f"{label} z={score[i]:.0f}" for label, score in scores.items() if score[i] > OUTLIER_Z
         )
@@ -580,9 +619,11 @@ def image_findings(data: Data, name: Namer) -> tuple[list[Finding], dict]:
             Finding(
                 "image_outliers",
                 "warning",
-                f"{_plural(len(odd), 'image')} with a mean (brightness) or std (contrast) more than "
+                f"{_plural(len(odd), 'image')} with a mean (brightness) or std (contrast) more "
+                "than "
                 f"{OUTLIER_Z:g} robust std from the training images' median: "
-                f"{_listing(text for _, text in odd)}; look at them (extremes.png): wrong exposure, "
+                f"{_listing(text for _, text in odd)}; look at them (extremes.png): wrong "
+                "exposure, "
                 "another source, or a decoding bug (R1.5)",
             )
         )
@@ -595,7 +636,8 @@ def image_findings(data: Data, name: Namer) -> tuple[list[Finding], dict]:
                 "info",
                 f"pixel values span {low:g}..{high:g} (channel std "
                 f"{_listing(f'{s:.3g}' for s in channel_std)}); "
-                "the pipeline standardizes each channel with the training mean and std, the same way for "
+                "the pipeline standardizes each channel with the training mean and std, the "
+                "same way for "
                 "every "
                 "split (U6, T6): nothing to do unless you preprocess elsewhere",
             )
@@ -609,15 +651,17 @@ def image_findings(data: Data, name: Namer) -> tuple[list[Finding], dict]:
     return findings, stats
 
 
-def leak_findings(data: Data, train_index: np.ndarray, val_index: np.ndarray) -> tuple[list[Finding], list]:
-    """target_leak: one column alone that predicts the label almost perfectly, on train and validation."""
+def leak_findings(
+    data: Data, train_index: np.ndarray, val_index: np.ndarray
+) -> tuple[list[Finding], list]:
+    """target_leak: one column alone predicts the label almost perfectly on train and validation."""
     from sklearn import metrics, tree
 
     names = _feature_names(data)
     x_train, y_train = data.train.x[train_index], data.train.y[train_index]
     x_val, y_val = data.val.x[val_index], data.val.y[val_index]
     if data.task == "classification":
-        # Enough depth to separate every class on one threshold each: a copied label needs C-1 splits.
+        # Deep enough to give every class its own threshold: a copied label needs C-1 splits.
         depth = max(2, math.ceil(math.log2(len(data.class_names))))
 
         def model():
@@ -626,7 +670,7 @@ def leak_findings(data: Data, train_index: np.ndarray, val_index: np.ndarray) ->
         score, what = metrics.balanced_accuracy_score, "balanced accuracy"
         probe = f"a depth-{depth} tree"
     else:
-        # A depth-2 tree has only 4 leaf values (R^2 ~0.94 even on a copied target): grow it out instead.
+        # A depth-2 tree has only 4 leaf values (R^2 ~0.94 even on a copied target): grow it out.
         # Its train score is then near 1 for any column; the validation score is the one that tells.
         leaf = max(1, len(y_train) // 500)
 
@@ -638,19 +682,24 @@ def leak_findings(data: Data, train_index: np.ndarray, val_index: np.ndarray) ->
     scores = []
     findings = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true" on tiny validation sets
+        # "y_pred contains classes not in y_true" on tiny validation sets
+        warnings.simplefilter("ignore")
         for j, feature in enumerate(names):
             fitted = model().fit(x_train[:, j : j + 1], y_train)
             on_train = float(score(y_train, fitted.predict(x_train[:, j : j + 1])))
             on_val = float(score(y_val, fitted.predict(x_val[:, j : j + 1])))
-            scores.append({"feature": feature, "train": round(on_train, 4), "val": round(on_val, 4)})
+            scores.append(
+                {"feature": feature, "train": round(on_train, 4), "val": round(on_val, 4)}
+            )
             if min(on_train, on_val) >= LEAK_SCORE:
                 findings.append(
                     Finding(
                         "target_leak",
                         "error",
-                        f"column {feature!r} alone predicts the label: {what} {on_val:.3f} on validation "
-                        f"({on_train:.3f} on train) with {probe} on that one column; usually the label in "
+                        f"column {feature!r} alone predicts the label: {what} {on_val:.3f} on "
+                        "validation "
+                        f"({on_train:.3f} on train) with {probe} on that one column; usually "
+                        "the label in "
                         "disguise (a copy, a value recorded after the fact, a sorted id): drop it, "
                         "or write down why it is legitimate",
                     )
@@ -680,7 +729,8 @@ def image_pictures(
         classes = range(min(len(data.class_names), MAX_CLASSES_SHOWN))
         if len(data.class_names) > MAX_CLASSES_SHOWN:
             notes.append(
-                f"examples.png shows the first {MAX_CLASSES_SHOWN} of {len(data.class_names)} classes"
+                f"examples.png shows the first {MAX_CLASSES_SHOWN} of {len(data.class_names)} "
+                "classes"
             )
         for c in classes:
             members = np.flatnonzero(data.train.y == c)
@@ -692,7 +742,8 @@ def image_pictures(
         for i in np.sort(rng.choice(len(data.train.y), min(32, len(data.train.y)), replace=False)):
             images.append(data.train.x[i])
             captions.append(f"y={data.train.y[i]:.3g}\n{_short(data.train.ids[i])}")
-    title = f"{data.source}: training examples and labels, values {value_range[0]:g}..{value_range[1]:g}"
+    low, high = value_range
+    title = f"{data.source}: training examples and labels, values {low:g}..{high:g}"
     save_array(
         image_grid_array(to_uint8(np.stack(images), value_range), captions, title, cell=80),
         folder / "examples.png",
@@ -724,18 +775,24 @@ def table_pictures(
     from .pictures import feature_histograms_figure, table_heatmap_figure
 
     names = _feature_names(data)
-    flagged = [j for j, row in enumerate(table) if row["outliers"] or row["heavy_tailed"] or row["constant"]]
+    flagged = [
+        j
+        for j, row in enumerate(table)
+        if row["outliers"] or row["heavy_tailed"] or row["constant"]
+    ]
     order = flagged + [j for j in range(len(names)) if j not in flagged]
     shown = order[:MAX_PLOTTED_FEATURES]
     notes = []
     if len(order) > MAX_PLOTTED_FEATURES:
         notes.append(
-            f"features.png shows {MAX_PLOTTED_FEATURES} of {len(order)} features (flagged ones first)"
+            f"features.png shows {MAX_PLOTTED_FEATURES} of {len(order)} features (flagged ones "
+            "first)"
         )
     x, y = data.train.x[sample], data.train.y[sample]
     marks = {"constant": "constant", "heavy_tailed": "heavy tail", "outliers": "outliers"}
     titles = [
-        " ".join([names[j], *(f"[{mark}]" for key, mark in marks.items() if table[j][key])]) for j in shown
+        " ".join([names[j], *(f"[{mark}]" for key, mark in marks.items() if table[j][key])])
+        for j in shown
     ]
     if data.task == "classification":
         feature_histograms_figure(
@@ -755,7 +812,9 @@ def table_pictures(
             targets=y,
         )
     mean = np.array([row["mean"] for row in table])
-    std = np.array([row["std"] if row["std"] > 0 and row["kind"] == "numeric" else 1.0 for row in table])
+    std = np.array(
+        [row["std"] if row["std"] > 0 and row["kind"] == "numeric" else 1.0 for row in table]
+    )
     splits = _splits(data)
     every = np.concatenate([split.x for split in splits.values()])
     labels = [f"{s} {_short(i)}" for s, split in splits.items() for i in split.ids]
@@ -798,16 +857,21 @@ def write_report(path: Path, result: dict) -> None:
         f"# Data inspection: {result['source']}",
         "",
         f"{result['kind']} data, {result['task']}, {result['examples']} examples; {verdict} "
-        f"({counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes). "
+        f"({_plural(counts['error'], 'error')}, {_plural(counts['warning'], 'warning')}, "
+        f"{_plural(counts['info'], 'note')}). "
         "Each finding name is explained in docs/inspect.md of the recipe template (R1).",
         "",
         "## Findings",
         "",
-        _markdown_table(findings, ["severity", "name", "detail"]) if findings else "Nothing to report.",
+        _markdown_table(findings, ["severity", "name", "detail"])
+        if findings
+        else "Nothing to report.",
         "",
         "## Splits",
         "",
-        _markdown_table([{"split": s, "examples": sizes[s]} for s in SPLITS], ["split", "examples"]),
+        _markdown_table(
+            [{"split": s, "examples": sizes[s]} for s in SPLITS], ["split", "examples"]
+        ),
         "",
     ]
     if "classes" in result:
@@ -823,7 +887,17 @@ def write_report(path: Path, result: dict) -> None:
         target = result["target"]
         parts += ["## Target (training split)", "", _markdown_table([target], list(target)), ""]
     if result.get("features"):
-        columns = ["feature", "kind", "mean", "std", "min", "max", "outliers", "tail_ratio", "flags"]
+        columns = [
+            "feature",
+            "kind",
+            "mean",
+            "std",
+            "min",
+            "max",
+            "outliers",
+            "tail_ratio",
+            "flags",
+        ]
         rows = [
             {**row, "flags": ", ".join(k for k in ("constant", "heavy_tailed") if row[k])}
             for row in result["features"]
@@ -877,8 +951,14 @@ def inspect(config: Config) -> int:
     load_config = copy.deepcopy(config)
     load_config.data.missing = "mean"
     exclude = frozenset(path for path, _ in scan.broken) if scan else frozenset()
-    with np.errstate(invalid="ignore", over="ignore"):  # infinities make load's statistics NaN; unused here
-        data = load(load_config, exclude=exclude, finite_only=False)
+    try:
+        # Infinities make load's own statistics NaN; inspect does not use them.
+        with np.errstate(invalid="ignore", over="ignore"):
+            data = load(load_config, exclude=exclude, finite_only=False)
+    except UsageError:
+        for finding in findings:  # what the files showed still helps explain why loading failed
+            print(finding.line())
+        raise
     _replace_non_finite(data)
     name = Namer(where)
 
@@ -936,12 +1016,18 @@ def inspect(config: Config) -> int:
                 "sampled",
                 "info",
                 f"the leak probe and the plots used at most {limit} examples per split "
-                f"of {total} (check.sample); duplicates, outliers and files were checked on all of them",
+                f"of {total} (check.sample); duplicates, outliers and files were checked on "
+                "all of them",
             )
         )
 
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
-    result = {"findings": [asdict(f) for f in findings], "sampled": sampled, "sample_size": limit, **result}
+    result = {
+        "findings": [asdict(f) for f in findings],
+        "sampled": sampled,
+        "sample_size": limit,
+        **result,
+    }
     if scan is not None:
         result["corrupt_files"] = [{"path": p, "reason": r} for p, r in scan.broken]
     result["seconds"] = round(time.perf_counter() - started, 2)
@@ -953,6 +1039,7 @@ def inspect(config: Config) -> int:
     counts = Counter(f.severity for f in findings)
     print(
         f"inspect: {_plural(counts['error'], 'error')}, {_plural(counts['warning'], 'warning')}, "
-        f"{_plural(counts['info'], 'note')} in {result['seconds']:.1f}s; report: {folder / 'report.md'}"
+        f"{_plural(counts['info'], 'note')} in {result['seconds']:.1f}s; report: "
+        f"{folder / 'report.md'}"
     )
     return 1 if counts["error"] else 0

@@ -12,7 +12,15 @@ import keras
 import numpy as np
 
 from . import config as config_lib
-from .callbacks import HistoryCSV, NaNGuard, PredictionPanel, read_history
+from .callbacks import (
+    BestCheckpoint,
+    BudgetedBackupAndRestore,
+    EpochTensorBoard,
+    HistoryCSV,
+    NaNGuard,
+    PredictionPanel,
+    read_history,
+)
 from .config import Config
 from .data import (
     Data,
@@ -105,20 +113,15 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
     best_val = min((row["val_loss"] for row in best if "val_loss" in row), default=None)
     callbacks = [
         guard,
-        # Resume a killed run at its last finished epoch, optimizer state included (T14, U1).
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         HistoryCSV(run_dir / "history.csv", initial_logs),
-        # The best model on disk; on resume, only a better epoch than before replaces it.
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.keras"),
-            monitor="val_loss",
-            save_best_only=True,
-            initial_value_threshold=best_val,
-        ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.train.patience, restore_best_weights=True
-        ),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        # BestCheckpoint keeps the best weights and train() restores them after fit, across
+        # resumes too, so EarlyStopping need not copy them every epoch as well.
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience),
+        # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
+        BudgetedBackupAndRestore(str(run_dir / "backup")),
+        # On resume, only an epoch better than the earlier best replaces the file.
+        BestCheckpoint(run_dir / "checkpoints" / "best.keras", "val_loss", best_val),
+        EpochTensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         panel,
     ]
     return callbacks, guard
@@ -198,7 +201,7 @@ def train(config: Config, command: str) -> int:
         print(f"error: {guard.message}", file=sys.stderr)
         return 1
 
-    ## Save: the best weights (EarlyStopping restored them; the checkpoint survives resumes)
+    ## Save the best epoch (BestCheckpoint keeps it on disk, across resumes too)
     best = run_dir / "checkpoints" / "best.keras"
     if best.exists():
         model.load_weights(best)
