@@ -42,13 +42,34 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: as many as the default run trains"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="recipe-bench-"))
     project = bake(work)
     package = next(p.parent.name for p in (project / "src").glob("*/__main__.py"))
+
+    # First the whole `train` command as `make train` runs it: checks, fit, evaluation.
+    command = [
+        sys.executable,
+        "-m",
+        package,
+        "train",
+        "--config",
+        "configs/default.yaml",
+        f"run.dir={work / 'runs'}",
+        "run.name=command",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    started = time.perf_counter()
+    subprocess.run(command, cwd=project, env=env, check=True, capture_output=True)
+    whole = time.perf_counter() - started
+    metrics = json.loads((work / "runs" / "command" / "metrics.json").read_text())
+
+    epochs = args.epochs or metrics["epochs"]
     sys.path.insert(0, str(project / "src"))
     modules = {
         name: importlib.import_module(f"{package}.{name}")
@@ -60,8 +81,8 @@ def main() -> None:
 
     # Patience above the epoch count: both fits run exactly the same number of epochs.
     overrides = [
-        f"train.epochs={args.epochs}",
-        f"train.patience={args.epochs + 1}",
+        f"train.epochs={epochs}",
+        f"train.patience={epochs + 1}",
         f"run.dir={work / 'runs'}",
     ]
     config = config_lib.build_config([project / "configs" / "default.yaml"], overrides)
@@ -86,7 +107,7 @@ def main() -> None:
         model.fit(
             train_ds,
             validation_data=val_ds,
-            epochs=args.epochs,
+            epochs=epochs,
             callbacks=callbacks,
             verbose=0,
             shuffle=False,
@@ -102,7 +123,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(
         f"data: digits, {len(data.train.y)} training examples, batch {batch}, "
-        f"{args.epochs} epochs, "
+        f"{epochs} epochs (as many as the default run), "
         f"median of {args.repeats}"
     )
     print("| what | seconds | ratio to plain fit |")
@@ -112,22 +133,6 @@ def main() -> None:
         f"| `fit` with the template's callbacks and pictures | {template:.2f} "
         f"| {template / plain:.2f} |"
     )
-    command = [
-        sys.executable,
-        "-m",
-        package,
-        "train",
-        "--config",
-        "configs/default.yaml",
-        f"run.dir={work / 'runs'}",
-        "run.name=command",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(project / "src")}
-    started = time.perf_counter()
-    subprocess.run(command, cwd=project, env=env, check=True, capture_output=True)
-    whole = time.perf_counter() - started
-    metrics = json.loads((work / "runs" / "command" / "metrics.json").read_text())
-
     print(
         f"\nwhole `train` command with defaults: {whole:.1f} s wall "
         f"({metrics['epochs']} epochs, fit {metrics['train_seconds']:.1f} s, "

@@ -29,6 +29,7 @@ MODULES = (
     "train",
     "cli",
     "inspection",
+    "checks",
 )
 
 

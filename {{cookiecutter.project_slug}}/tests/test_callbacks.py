@@ -19,6 +19,7 @@ def test_history_writes_epoch_zero_then_one_row_per_epoch(project, tmp_path):
     history.set_model(_tiny_model())
     history.on_train_begin()
     for epoch in range(3):
+        history.on_epoch_begin(epoch)
         history.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1)})
     rows = project.callbacks.read_history(tmp_path / "history.csv")
     assert [row["epoch"] for row in rows] == [0, 1, 2, 3]
@@ -33,12 +34,12 @@ def test_history_drops_rows_past_the_resumed_epoch(project, tmp_path):
     first.set_model(_tiny_model())
     first.on_train_begin()
     for epoch in range(4):  # epoch 4 was logged but its backup never written (killed)
+        first.on_epoch_begin(epoch)
         first.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 1.0})
-    resumed_model = _tiny_model()
-    resumed_model._initial_epoch = 3  # what BackupAndRestore sets after restoring epoch 3
     second = project.callbacks.HistoryCSV(path, {"val_loss": 99.0})
-    second.set_model(resumed_model)
+    second.set_model(_tiny_model())
     second.on_train_begin()
+    second.on_epoch_begin(3)  # fit resumes at epoch index 3 after restoring epoch 3's backup
     second.on_epoch_end(3, {"loss": 0.5, "val_loss": 0.5})
     rows = project.callbacks.read_history(path)
     assert [row["epoch"] for row in rows] == [0, 1, 2, 3, 4]
@@ -84,8 +85,9 @@ def test_prediction_panel_draws_every_epoch_from_epoch_zero(project, tmp_path, t
     )
     panel.set_model(model)
     panel.on_train_begin()
-    panel.on_epoch_end(0)
-    panel.on_epoch_end(1)
+    for epoch in range(2):
+        panel.on_epoch_begin(epoch)
+        panel.on_epoch_end(epoch)
     panel.on_train_end()  # waits for the drawing thread
     files = sorted(p.name for p in (tmp_path / "predictions").iterdir())
     assert files == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]

@@ -37,14 +37,19 @@ class HistoryCSV(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(path)
         self.initial_logs = initial_logs or {}
-        self.rows: list[dict] = []
+        self.rows: list[dict] | None = None
 
     def on_train_begin(self, logs=None):
-        start = getattr(self.model, "_initial_epoch", None) or 0
-        self.rows = [row for row in read_history(self.path) if int(row["epoch"]) <= start]
-        if not self.rows and self.initial_logs:
-            self.rows = [{"epoch": 0, **self.initial_logs}]
-        self._write()
+        self.rows = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The first epoch fit runs is the one it resumes at: known here whatever order the
+        # callbacks (BackupAndRestore among them) ran their on_train_begin in.
+        if self.rows is None:
+            self.rows = [row for row in read_history(self.path) if int(row["epoch"]) <= epoch]
+            if not self.rows and self.initial_logs:
+                self.rows = [{"epoch": 0, **self.initial_logs}]
+            self._write()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
@@ -171,9 +176,13 @@ class PredictionPanel(keras.callbacks.Callback):
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(str(Path(self.log_dir) / "predictions"))
-        start = getattr(self.model, "_initial_epoch", None) or 0
-        if start == 0:
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Epoch 0 (before any step) only on a fresh run, not when resuming at a later epoch.
+        if not self._started and epoch == 0:
             self._submit(0)
+        self._started = True
 
     def on_epoch_end(self, epoch, logs=None):
         self._submit(epoch + 1)

@@ -48,17 +48,18 @@ def run(argv: list[str]) -> int:
     args = parser().parse_intermixed_args(argv)  # --config may come before or after key=value
     config = build_config(args.config, args.overrides)  # every error surfaces before any work
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    from . import train  # imported late: TensorFlow takes seconds to load, --help should not
-
-    if args.command == "train":
-        command = shlex.join([sys.executable, "-m", __package__, *argv])
-        return train.train(config, command)
-    if args.command == "evaluate":
-        return train.evaluate(config)
+    # Modules are imported per command: TensorFlow takes seconds to load, and neither
+    # --help nor inspect (which studies the data before any model) needs it.
     if args.command == "inspect":
         from .inspection import inspect
 
         return inspect(config)
+    if args.command in ("train", "evaluate"):
+        from . import train
+
+        if args.command == "evaluate":
+            return train.evaluate(config)
+        return train.train(config, shlex.join([sys.executable, "-m", __package__, *argv]))
     from .checks import check
 
     return check(config)

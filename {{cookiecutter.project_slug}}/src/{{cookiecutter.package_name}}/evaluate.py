@@ -24,7 +24,8 @@ WORST_EXAMPLES = 16
 
 def baseline_features(data: Data, x: np.ndarray, encoder: OneHotEncoder | None) -> np.ndarray:
     """Normalized, flattened inputs; categorical columns one-hot encoded for linear models."""
-    flat = data.normalize(x).reshape(len(x), -1)
+    # float64: scikit-learn's probabilities are then exact enough for its own log_loss check.
+    flat = data.normalize(x).reshape(len(x), -1).astype(np.float64)
     if not data.categorical:
         return flat
     columns = list(data.categorical)
@@ -146,9 +147,10 @@ def draw_worst(data: Data, outputs: np.ndarray, run_dir: Path) -> Path:
     ]
     if data.kind == "image":
         value_range = (float(data.train.x.min()), float(data.train.x.max()))
-        return pictures.image_grid_figure(
-            data.test.x[worst], captions, path, "worst-predicted test examples", value_range
-        )
+        images = pictures.to_uint8(data.test.x[worst], value_range)
+        grid = pictures.image_grid_array(images, captions, "worst-predicted test examples")
+        pictures.save_array(grid, path)
+        return path
     labels = [c.replace("\n", ": ") for c in captions]
     names = data.feature_names or [str(i) for i in range(data.test.x.shape[1])]
     return pictures.table_heatmap_figure(

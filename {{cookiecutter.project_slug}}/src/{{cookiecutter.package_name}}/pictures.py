@@ -157,23 +157,6 @@ def predicted_vs_true_figure(targets, predictions, path: Path, title: str) -> Pa
     return _save(figure, path)
 
 
-def image_grid_figure(images, captions, path: Path, title: str, value_range, colors=None) -> Path:
-    """Images with a caption each, on the training data's fixed value range."""
-    count = len(images)
-    columns = min(8, count)
-    rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
-    pixels = to_uint8(images, value_range)
-    for axis in axes.flat:
-        axis.axis("off")
-    for i, axis in enumerate(axes.flat[:count]):
-        image = pixels[i]
-        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
-        axis.set_title(captions[i], fontsize=7, color=(colors[i] if colors else "black"))
-    figure.suptitle(title)
-    return _save(figure, path)
-
-
 def table_heatmap_figure(values, row_labels, column_labels, path: Path, title: str) -> Path:
     """Rows of standardized features (examples), so unusual values stand out."""
     values = np.asarray(values, dtype=np.float32)
