@@ -8,7 +8,7 @@ from conftest import TASKS
 
 # What a leftover template tag looks like once rendered; `${{ ... }}` in ci.yml is
 # GitHub Actions syntax, deliberately kept with {% raw %}.
-UNRENDERED = re.compile(r"{{\s*cookiecutter|{%|%}|{#")
+UNRENDERED = re.compile(r"{{\s*cookiecutter|{%-?\s|\s-?%}|{#")  # not f"{x:.0%}"
 
 
 def text_files(project):
