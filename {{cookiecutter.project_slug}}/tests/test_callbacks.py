@@ -118,6 +118,8 @@ def test_save_budget_spaces_saves_by_their_cost(project, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(project.callbacks.time, "monotonic", lambda: clock[0])
     budget = project.callbacks.SaveBudget(fraction=0.01)
+    assert not budget.due()  # the first save waits for 10 s of training (0.1 s guessed at 1%)
+    clock[0] += 10.0
     assert budget.due()
 
     def save():
@@ -135,10 +137,11 @@ def test_best_checkpoint_writes_the_best_epoch_not_the_last(project, tmp_path):
     model(np.zeros((1, 4)))
     checkpoint = project.callbacks.BestCheckpoint(tmp_path / "best.keras")
     checkpoint.set_model(model)
-    checkpoint.on_epoch_end(0, {"val_loss": 1.0})  # best so far, written at once
+    checkpoint.on_train_begin()
+    checkpoint.on_epoch_end(0, {"val_loss": 1.0})  # best so far: kept in memory
     model.set_weights([w + 0.5 for w in model.get_weights()])
     best = [w.copy() for w in model.get_weights()]
-    checkpoint.on_epoch_end(1, {"val_loss": 0.5})  # better: kept in memory, budget spent
+    checkpoint.on_epoch_end(1, {"val_loss": 0.5})  # better: replaces it (no save due yet)
     model.set_weights([w + 1 for w in best])
     checkpoint.on_epoch_end(2, {"val_loss": 0.9})  # worse: ignored
     checkpoint.on_train_end()  # writes the pending best

@@ -121,7 +121,7 @@ def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, mon
     monkeypatch.setattr(project.train, "make_callbacks", original)
 
     assert project.train.train(config, "pytest") == 0
-    assert "after epoch 3, its last finished epoch" in capsys.readouterr().out
+    assert "after epoch 3, its last backup" in capsys.readouterr().out
     rows = project.callbacks.read_history(config.run_dir / "history.csv")
     epochs = [row["epoch"] for row in rows]
     assert epochs == sorted(set(epochs)) and epochs[:4] == [0, 1, 2, 3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
@@ -48,32 +49,33 @@ def seed_everything(config: Config) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def prepare_run_dir(config: Config) -> bool:
-    """Refuses to clobber a finished run; returns True when a killed run will be resumed."""
+def run_state(config: Config) -> str:
+    """'fresh', 'resume' (a killed run's backup is there) or 'replace' (run.overwrite=true).
+
+    Refuses to touch a finished run without run.overwrite, and to resume a run with a
+    different config. Deletes nothing: train replaces a run only once its data loaded.
+    """
     run_dir = config.run_dir
-    backup = run_dir / "backup"
-    if backup.exists():
+    if (run_dir / "backup").exists():
         saved = run_dir / "config.yaml"
         if saved.is_file():
-            before = dict(
-                (k, v) for k, v, _ in config_lib.iter_fields(config_lib.build_config([saved]))
-            )
-            now = dict((k, v) for k, v, _ in config_lib.iter_fields(config))
+            before = {k: v for k, v, _ in config_lib.iter_fields(config_lib.build_config([saved]))}
+            now = {k: v for k, v, _ in config_lib.iter_fields(config)}
             changed = [k for k in now if now[k] != before.get(k) and k not in RESUMABLE_CHANGES]
             if changed:
                 raise UsageError(
                     f"run {run_dir} was started with a different config ({', '.join(changed)}); "
                     "resume it unchanged or choose another run.name"
                 )
-        return True
+        return "resume"
     if (run_dir / "model.keras").exists():
         if not config.run.overwrite:
             raise UsageError(
                 f"{run_dir} already holds a finished run; choose another run.name=... "
                 "or set run.overwrite=true to replace it"
             )
-        shutil.rmtree(run_dir)
-    return False
+        return "replace"
+    return "fresh"
 
 
 def expected_initial_loss(data: Data) -> float:
@@ -106,11 +108,11 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
         task=data.task,
         class_names=data.class_names,
         images=images,
-        to_units=lambda outputs: unscale_targets(data, outputs),
+        to_units=functools.partial(unscale_targets, data),
         log_dir=str(run_dir / "tensorboard"),
     )
-    best = read_history(run_dir / "history.csv")
-    best_val = min((row["val_loss"] for row in best if "val_loss" in row), default=None)
+    history = read_history(run_dir / "history.csv")
+    best_val = min((row["val_loss"] for row in history if "val_loss" in row), default=None)
     callbacks = [
         guard,
         HistoryCSV(run_dir / "history.csv", initial_logs),
@@ -129,7 +131,8 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
 
 def train(config: Config, command: str) -> int:
     """Trains config's model on config's data; returns the exit status."""
-    resuming = prepare_run_dir(config)
+    state = run_state(config)
+    resuming = state == "resume"
     run_dir = config.run_dir
 
     ## Seed
@@ -148,6 +151,18 @@ def train(config: Config, command: str) -> int:
         f"train {len(data.train.y)} / val {len(data.val.y)} / test {len(data.test.y)}"
     )
 
+    ## Model
+    model = build_model(config, data)
+    compile_model(model, config, data, steps)
+    print(f"model: {model.name}, {model.count_params():,} parameters")
+
+    ## Run folder: the resolved config and the command, so the run can be reproduced
+    if state == "replace":  # only now: a bad data source must not cost the old run
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.save(config, run_dir / "config.yaml")
+    (run_dir / "command.txt").write_text(command + "\n")
+
     ## Fast recipe checks first, so a broken setup never burns hours (make check runs them all)
     if config.check.before_train and not resuming:
         from .checks import before_training
@@ -158,24 +173,14 @@ def train(config: Config, command: str) -> int:
                 file=sys.stderr,
             )
             return 1
-        seed_everything(config)  # the checks drew random numbers; training starts from the seed
-
-    ## Model
-    model = build_model(config, data)
-    compile_model(model, config, data, steps)
-    print(f"model: {model.name}, {model.count_params():,} parameters")
-
-    ## Run folder: the resolved config and the command, so the run can be reproduced
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save(config, run_dir / "config.yaml")
-    (run_dir / "command.txt").write_text(command + "\n")
+        seed_everything(config)  # the checks drew random numbers; fit starts from the seed
 
     ## Loss at init, measured on the validation set before the first step (R2.4)
     initial_logs = {}
     if resuming:
         metadata = run_dir / "backup" / "training_metadata.json"
         done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
-        print(f"resuming {run_dir} after epoch {done}, its last finished epoch")
+        print(f"resuming {run_dir} after epoch {done}, its last backup")
     else:
         measured = model.evaluate(val_ds, verbose=0, return_dict=True)
         initial_logs = {f"val_{k}": float(v) for k, v in measured.items()}
@@ -238,7 +243,13 @@ def evaluate(config: Config) -> int:
         raise UsageError(f"{run_dir} has no model.keras; train first (make train) or set run.name")
     saved = config_lib.build_config([run_dir / "config.yaml"])
     data = load(saved)
-    model = keras.saving.load_model(run_dir / "model.keras")
+    try:
+        model = keras.saving.load_model(run_dir / "model.keras")
+    except Exception as err:  # a user's model: say why in one line instead of a traceback
+        raise UsageError(
+            f"cannot load {run_dir / 'model.keras'} ({err.__class__.__name__}: {err}); a custom "
+            "layer needs @keras.saving.register_keras_serializable()"
+        ) from None
     report = evaluate_run(model, data, run_dir)
     previous = run_dir / "metrics.json"
     if previous.is_file():  # keep what training recorded (epochs, time, loss at init)
