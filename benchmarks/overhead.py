@@ -1,43 +1,30 @@
 """What the template's training adds on top of a plain `model.fit`, measured side by side.
 
-Bakes the template with its defaults (digits, convnet), then, in this one process,
-alternates two fits of the same model on the same tf.data pipelines for the same
-number of epochs: a plain `fit`, and a `fit` with every callback `make train` uses
-(history CSV, backup, best checkpoint, early stopping set not to stop, TensorBoard,
-NaN guard, the fixed-batch prediction picture every epoch). Repeats and reports
-medians and their ratio, then times the whole `train` command (checks, baselines,
-evaluation and pictures included) in a subprocess.
+Bakes the template with its defaults (digits, convnet) and times its whole `train`
+command (checks, fit, baselines, evaluation, pictures) in a subprocess. Then, in this
+one process, alternates two fits of the same model on the same tf.data pipelines for
+as many epochs as that run trained: a plain `fit`, and a `fit` with every callback
+`make train` uses (history CSV, backup, best checkpoint, early stopping set not to
+stop, TensorBoard, NaN guard, the fixed-batch prediction picture every epoch).
+Reports the medians and the median ratio of the back-to-back pairs.
 
-    .venv/bin/python benchmarks/overhead.py [--epochs 20] [--repeats 3]
+    .venv/bin/python benchmarks/overhead.py [--epochs N] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import results  # the sibling script: the same bake and `train` command
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-TEMPLATE = Path(__file__).resolve().parents[1]
-
-
-def bake(output: Path) -> Path:
-    from cookiecutter.main import cookiecutter
-
-    return Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output)))
-
-
-def machine() -> str:
-    system = f"{platform.system()}, Python {platform.python_version()}"
-    return f"{platform.machine()}, {os.cpu_count()} cores, {system}"
 
 
 def main() -> None:
@@ -49,26 +36,11 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="recipe-bench-"))
-    project = bake(work)
+    project = results.bake("image_classification", work)
     package = next(p.parent.name for p in (project / "src").glob("*/__main__.py"))
 
     # First the whole `train` command as `make train` runs it: checks, fit, evaluation.
-    command = [
-        sys.executable,
-        "-m",
-        package,
-        "train",
-        "--config",
-        "configs/default.yaml",
-        f"run.dir={work / 'runs'}",
-        "run.name=command",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(project / "src")}
-    started = time.perf_counter()
-    subprocess.run(command, cwd=project, env=env, check=True, capture_output=True)
-    whole = time.perf_counter() - started
-    metrics = json.loads((work / "runs" / "command" / "metrics.json").read_text())
-
+    metrics, whole = results.train(project, seed=0)
     epochs = args.epochs or metrics["epochs"]
     sys.path.insert(0, str(project / "src"))
     modules = {
@@ -122,7 +94,7 @@ def main() -> None:
     # Each pair ran back to back, so its ratio cancels most of the machine's drift.
     ratios = sorted(t / p for p, t in zip(times["plain fit"], times["template fit"], strict=True))
 
-    print(f"machine: {machine()}")
+    print(f"machine: {results.machine()}")
     print(
         f"data: digits, {len(data.train.y)} training examples, batch {batch}, "
         f"{epochs} epochs (as many as the default run), "

@@ -22,6 +22,7 @@ TASKS = ("image_classification", "tabular_classification", "regression")
 
 
 def bake(task: str, output: Path) -> Path:
+    """Bakes the template with its defaults and the given task into output/task."""
     from cookiecutter.main import cookiecutter
 
     return Path(
@@ -34,7 +35,13 @@ def bake(task: str, output: Path) -> Path:
     )
 
 
+def machine() -> str:
+    system = f"{platform.system()}, Python {platform.python_version()}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {system}"
+
+
 def train(project: Path, seed: int) -> tuple[dict, float]:
+    """Runs `train` with the project's default config as `make train` does: metrics, seconds."""
     package = next(p.parent.name for p in (project / "src").glob("*/__main__.py"))
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     name = f"seed{seed}"
@@ -65,9 +72,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="recipe-results-"))
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
+    print(f"machine: {machine()}")
     print(
         "| task | data | seed | model | linear baseline | dumb baseline | epochs | `train` wall s |"
     )
