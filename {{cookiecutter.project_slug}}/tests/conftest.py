@@ -30,6 +30,7 @@ MODULES = (
     "cli",
     "inspection",
     "checks",
+    "tune",
 )
 
 

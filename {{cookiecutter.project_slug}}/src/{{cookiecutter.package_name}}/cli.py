@@ -19,6 +19,7 @@ COMMANDS = {
     "check": "run the recipe's sanity experiments on the configured model and data (R2, T1)",
     "train": "train the configured model, then evaluate it on the whole test set",
     "evaluate": "re-evaluate a finished run (run.name=...) on the whole test set",
+    "tune": "random search over learning rate, width, depth, dropout, ... (R5); resumable",
 }
 
 
@@ -60,6 +61,10 @@ def run(argv: list[str]) -> int:
         if args.command == "evaluate":
             return train.evaluate(config)
         return train.train(config, shlex.join([sys.executable, "-m", __package__, *argv]))
+    if args.command == "tune":
+        from .tune import tune
+
+        return tune(config, shlex.join([sys.executable, "-m", __package__, *argv]))
     from .checks import check
 
     return check(config)

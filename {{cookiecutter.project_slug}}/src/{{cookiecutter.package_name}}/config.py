@@ -108,6 +108,18 @@ class CheckConfig:
 
 
 @dataclass
+class TuneConfig:
+    max_trials: int = _field(
+        10, "random-search trials (R5.1); rerun with more to extend a finished search"
+    )
+    epochs: int = _field(30, "upper bound per trial; early stopping on val_loss ends most first")
+    patience: int = _field(5, "epochs without a better val loss before a trial stops (T15)")
+    objective: str = _field(
+        "val_loss", "val_loss (lower wins) | val_accuracy (higher wins) | val_mae (regression)"
+    )
+
+
+@dataclass
 class RunConfig:
     name: str = _field("default", "outputs go to <run.dir>/<run.name>; rerun a name to resume")
     dir: str = _field("runs", "parent folder of all runs")
@@ -122,6 +134,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property
@@ -322,6 +335,13 @@ def validate(config: Config) -> None:
     _check(t.batch_size >= 1, f"train.batch_size must be >= 1; got {t.batch_size}")
     _check(t.patience >= 1, f"train.patience must be >= 1; got {t.patience}")
     _check(t.prediction_examples >= 1, "train.prediction_examples must be >= 1")
+    for key, value in (
+        ("tune.max_trials", config.tune.max_trials),
+        ("tune.epochs", config.tune.epochs),
+        ("tune.patience", config.tune.patience),
+    ):
+        _check(value >= 1, f"{key} must be >= 1; got {value}")
+    _one_of("tune.objective", config.tune.objective, ("val_loss", "val_accuracy", "val_mae"))
     _check(config.check.sample >= 10, f"check.sample must be >= 10; got {config.check.sample}")
     _check(
         bool(r.name) and "/" not in r.name and r.name not in (".", ".."),
