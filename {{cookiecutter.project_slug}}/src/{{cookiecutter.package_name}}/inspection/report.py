@@ -1,0 +1,241 @@
+"""The pictures (examples per class, extremes, features) and report.md of inspect."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Data
+from .common import (
+    EXAMPLES_PER_CLASS,
+    MAX_CLASSES_SHOWN,
+    MAX_PLOTTED_FEATURES,
+    OUTLIER_Z,
+    SPLITS,
+    feature_names_of,
+    plural,
+    splits_of,
+)
+
+# ---------------------------------------------------------------- pictures
+
+
+def _short(example_id) -> str:
+    text = str(example_id)
+    return Path(text).name[:14] if "/" in text or "\\" in text else f"#{text}"
+
+
+def image_pictures(
+    data: Data, folder: Path, stats: dict, rng: np.random.Generator
+) -> tuple[list[str], list[str]]:
+    """examples.png: up to 8 training images per class with labels (R1.1); extremes.png: the darkest
+    and brightest images (R1.5)."""
+    from ..pictures import image_grid_array, save_array, to_uint8
+
+    value_range = (float(data.train.x.min()), float(data.train.x.max()))
+    notes = []
+    images, captions = [], []
+    if data.task == "classification":
+        classes = range(min(len(data.class_names), MAX_CLASSES_SHOWN))
+        if len(data.class_names) > MAX_CLASSES_SHOWN:
+            notes.append(
+                f"examples.png shows the first {MAX_CLASSES_SHOWN} of {len(data.class_names)} "
+                "classes"
+            )
+        for c in classes:
+            members = np.flatnonzero(data.train.y == c)
+            chosen = rng.choice(members, min(EXAMPLES_PER_CLASS, len(members)), replace=False)
+            for i in np.sort(chosen):
+                images.append(data.train.x[i])
+                captions.append(f"{data.class_names[c][:12]}\n{_short(data.train.ids[i])}")
+    else:
+        for i in np.sort(rng.choice(len(data.train.y), min(32, len(data.train.y)), replace=False)):
+            images.append(data.train.x[i])
+            captions.append(f"y={data.train.y[i]:.3g}\n{_short(data.train.ids[i])}")
+    low, high = value_range
+    title = f"{data.source}: training examples and labels, values {low:g}..{high:g}"
+    save_array(
+        image_grid_array(to_uint8(np.stack(images), value_range), captions, title, cell=80),
+        folder / "examples.png",
+    )
+
+    splits = splits_of(data)
+    every = [(s, i) for s, split in splits.items() for i in range(len(split.y))]
+    order = stats["brightness_order"]
+    picked = list(order[:EXAMPLES_PER_CLASS]) + list(order[-EXAMPLES_PER_CLASS:])
+    images = [splits[every[k][0]].x[every[k][1]] for k in picked]
+    captions = [
+        ("darkest" if n < EXAMPLES_PER_CLASS else "brightest")
+        + f"\n{every[k][0]} {_short(splits[every[k][0]].ids[every[k][1]])}"
+        for n, k in enumerate(picked)
+    ]
+    title = "the 8 darkest and 8 brightest images (mean pixel value)"
+    save_array(
+        image_grid_array(to_uint8(np.stack(images), value_range), captions, title, cell=80),
+        folder / "extremes.png",
+    )
+    return ["examples.png", "extremes.png"], notes
+
+
+def table_pictures(
+    data: Data, folder: Path, table: list[dict], sample: np.ndarray
+) -> tuple[list[str], list[str]]:
+    """features.png: every feature by class or against the target (R1.5); extremes.png: the rows
+    with the most extreme values."""
+    from ..pictures import feature_histograms_figure, table_heatmap_figure
+
+    names = feature_names_of(data)
+    flagged = [
+        j
+        for j, row in enumerate(table)
+        if row["outliers"] or row["heavy_tailed"] or row["constant"]
+    ]
+    order = flagged + [j for j in range(len(names)) if j not in flagged]
+    shown = order[:MAX_PLOTTED_FEATURES]
+    notes = []
+    if len(order) > MAX_PLOTTED_FEATURES:
+        notes.append(
+            f"features.png shows {MAX_PLOTTED_FEATURES} of {len(order)} features (flagged ones "
+            "first)"
+        )
+    x, y = data.train.x[sample], data.train.y[sample]
+    marks = {"constant": "constant", "heavy_tailed": "heavy tail", "outliers": "outliers"}
+    titles = [
+        " ".join([names[j], *(f"[{mark}]" for key, mark in marks.items() if table[j][key])])
+        for j in shown
+    ]
+    if data.task == "classification":
+        feature_histograms_figure(
+            x[:, shown],
+            titles,
+            folder / "features.png",
+            f"{data.source}: training features by class",
+            labels=y,
+            class_names=data.class_names,
+        )
+    else:
+        feature_histograms_figure(
+            x[:, shown],
+            titles,
+            folder / "features.png",
+            f"{data.source}: training features (x) against the target (y)",
+            targets=y,
+        )
+    mean = np.array([row["mean"] for row in table])
+    std = np.array(
+        [row["std"] if row["std"] > 0 and row["kind"] == "numeric" else 1.0 for row in table]
+    )
+    splits = splits_of(data)
+    every = np.concatenate([split.x for split in splits.values()])
+    labels = [f"{s} {_short(i)}" for s, split in splits.items() for i in split.ids]
+    standardized = (every - mean) / std
+    worst = np.argsort(-np.abs(standardized[:, shown]).max(axis=1))[:16]
+    table_heatmap_figure(
+        standardized[worst][:, shown],
+        [labels[i] for i in worst],
+        [names[j] for j in shown],
+        folder / "extremes.png",
+        "the 16 most unusual rows (largest |z| of any feature)",
+    )
+    return ["features.png", "extremes.png"], notes
+
+
+# ---------------------------------------------------------------- report
+
+
+def sample_index(size: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(size, limit, replace=False)) if size > limit else np.arange(size)
+
+
+def _markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(path: Path, result: dict) -> None:
+    findings = result["findings"]
+    counts = Counter(f["severity"] for f in findings)
+    verdict = "**errors found: fix them before training**" if counts["error"] else "no errors"
+    sizes = result["splits"]
+    parts = [
+        f"# Data inspection: {result['source']}",
+        "",
+        f"{result['kind']} data, {result['task']}, {result['examples']} examples; {verdict} "
+        f"({plural(counts['error'], 'error')}, {plural(counts['warning'], 'warning')}, "
+        f"{plural(counts['info'], 'note')}). "
+        "Each finding name is explained in docs/inspect.md of the recipe template (R1).",
+        "",
+        "## Findings",
+        "",
+        _markdown_table(findings, ["severity", "name", "detail"])
+        if findings
+        else "Nothing to report.",
+        "",
+        "## Splits",
+        "",
+        _markdown_table(
+            [{"split": s, "examples": sizes[s]} for s in SPLITS], ["split", "examples"]
+        ),
+        "",
+    ]
+    if "classes" in result:
+        parts += [
+            "## Class balance",
+            "",
+            f"Imbalance ratio (largest / smallest class): {result['imbalance_ratio']:.2f}",
+            "",
+            _markdown_table(result["classes"], ["class", *SPLITS, "total", "share"]),
+            "",
+        ]
+    if "target" in result:
+        target = result["target"]
+        parts += ["## Target (training split)", "", _markdown_table([target], list(target)), ""]
+    if result.get("features"):
+        columns = [
+            "feature",
+            "kind",
+            "mean",
+            "std",
+            "min",
+            "max",
+            "outliers",
+            "tail_ratio",
+            "flags",
+        ]
+        rows = [
+            {**row, "flags": ", ".join(k for k in ("constant", "heavy_tailed") if row[k])}
+            for row in result["features"]
+        ]
+        parts += [
+            f"## Features (outliers: |z| > {OUTLIER_Z:g} from the training mean)",
+            "",
+            _markdown_table(rows, columns),
+            "",
+        ]
+    if result.get("leak_probe"):
+        parts += [
+            "## Single-feature scores (leak probe)",
+            "",
+            _markdown_table(
+                sorted(result["leak_probe"], key=lambda r: -r["val"]), ["feature", "train", "val"]
+            ),
+            "",
+        ]
+    captions = {
+        "examples.png": "Examples per class, as decoded (R1.1)",
+        "features.png": "Every feature: histograms per class, or against the target (R1.5)",
+        "extremes.png": "The most extreme examples (R1.5)",
+    }
+    if result["pictures"]:
+        parts += ["## Pictures", ""]
+        for picture in result["pictures"]:
+            parts += [f"### {captions[picture]}", "", f"![{picture}]({picture})", ""]
+    path.write_text("\n".join(parts))
