@@ -188,7 +188,8 @@ def test_distributed_search_one_chief_two_workers(project, tmp_path):
             )
             if tuner_id == "chief":
                 time.sleep(3)  # let the chief's oracle server start listening
-        outputs = {name: p.communicate(timeout=300)[0] for name, p in processes.items()}
+        # The chief blocks until the workers finish; a hung search fails here, not forever.
+        outputs = {name: p.communicate(timeout=240)[0] for name, p in processes.items()}
     finally:
         for process in processes.values():
             if process.poll() is None:

@@ -354,5 +354,16 @@ def validate(config: Config) -> None:
         )
 
 
+def changed_keys(saved: Path, config: Config, allowed: tuple[str, ...]) -> list[str]:
+    """Keys whose value differs from the config saved at `saved`, except the allowed ones:
+    a resumed run or search must be the same experiment."""
+    before = {key: value for key, value, _ in iter_fields(build_config([saved]))}
+    return [
+        key
+        for key, value, _ in iter_fields(config)
+        if value != before.get(key) and key not in allowed
+    ]
+
+
 def save(config: Config, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

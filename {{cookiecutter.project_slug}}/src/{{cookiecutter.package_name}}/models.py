@@ -198,12 +198,17 @@ def load_builder(name: str):
     return builder
 
 
+def resolved_name(config: Config, data: Data) -> str:
+    """model.name with "auto" resolved: convnet for images, mlp for tables."""
+    if config.model.name == "auto":
+        return "convnet" if data.kind == "image" else "mlp"
+    return config.model.name
+
+
 def build_model(config: Config, data: Data) -> keras.Model:
     """The configured model, uncompiled, with its output bias set from the training split."""
     m = config.model
-    name = m.name
-    if name == "auto":
-        name = "convnet" if data.kind == "image" else "mlp"
+    name = resolved_name(config, data)
     common = dict(
         input_shape=data.input_shape, num_outputs=data.num_outputs, output_bias=data.output_bias
     )

@@ -59,9 +59,7 @@ def run_state(config: Config) -> str:
     if (run_dir / "backup").exists():
         saved = run_dir / "config.yaml"
         if saved.is_file():
-            before = {k: v for k, v, _ in config_lib.iter_fields(config_lib.build_config([saved]))}
-            now = {k: v for k, v, _ in config_lib.iter_fields(config)}
-            changed = [k for k in now if now[k] != before.get(k) and k not in RESUMABLE_CHANGES]
+            changed = config_lib.changed_keys(saved, config, RESUMABLE_CHANGES)
             if changed:
                 raise UsageError(
                     f"run {run_dir} was started with a different config ({', '.join(changed)}); "

@@ -72,17 +72,10 @@ MAX_CONSECUTIVE_FAILURES = 3  # a broken setup stops the search instead of faili
 RESUMABLE_CHANGES = ("tune.max_trials", "tune.epochs", "run.overwrite")
 
 
-def model_name(config: Config, data: Data) -> str:
-    """The builder that `models.build_model` will use ("auto" resolved)."""
-    if config.model.name == "auto":
-        return "convnet" if data.kind == "image" else "mlp"
-    return config.model.name
-
-
 def search_space(config: Config, data: Data, space=None) -> dict[str, Range | Choice]:
     """SEARCH_SPACE without the keys this run's model ignores."""
     space = SEARCH_SPACE if space is None else space
-    name = model_name(config, data)
+    name = models.resolved_name(config, data)
     return {key: spec for key, spec in space.items() if name in USED_BY.get(key, (name,))}
 
 
@@ -153,8 +146,10 @@ def _error_line(trial) -> str:
 
 def trial_line(trial, objective: str) -> str:
     values = " ".join(f"{k}={_short(v)}" for k, v in trial.hyperparameters.values.items())
-    if trial.status == "COMPLETED":
+    if trial.status == "COMPLETED" and trial.score is not None:
         outcome = f"{objective}={trial.score:.4f}"
+    elif trial.status == "COMPLETED":  # a worker's copy: the chief oracle scores the trial
+        outcome = "completed (scored by the chief)"
     else:
         outcome = f"{trial.status}: {_error_line(trial)}"
     return f"trial {trial.trial_id}: {values} -> {outcome}"
@@ -223,7 +218,10 @@ def edge_warnings(best: dict, space: dict[str, Range | Choice]) -> list[str]:
 
 def best_overrides(config: Config, data: Data, best: dict) -> dict:
     """Nested overrides for `--config best.yaml`: this search's data and model, the best values."""
-    nested = {"data": {"source": config.data.source}, "model": {"name": model_name(config, data)}}
+    nested = {
+        "data": {"source": config.data.source},
+        "model": {"name": models.resolved_name(config, data)},
+    }
     for key, value in best.items():
         section, field = key.split(".")
         nested.setdefault(section, {})[field] = value.item() if hasattr(value, "item") else value
@@ -286,9 +284,7 @@ def _check_resume(config: Config, run_dir: Path) -> None:
     saved = run_dir / "tune_config.yaml"
     if not (run_dir / "tuner").exists() or not saved.is_file():
         return
-    before = {k: v for k, v, _ in config_lib.iter_fields(config_lib.build_config([saved]))}
-    now = {k: v for k, v, _ in config_lib.iter_fields(config)}
-    changed = [k for k in now if now[k] != before.get(k) and k not in RESUMABLE_CHANGES]
+    changed = config_lib.changed_keys(saved, config, RESUMABLE_CHANGES)
     if changed:
         raise UsageError(
             f"the search in {run_dir} was started with a different config ({', '.join(changed)});"
@@ -332,12 +328,20 @@ def tune(config: Config, command: str = "", space=None) -> int:
 
     tuner = make_tuner(config, data, space)
     hypermodel_space = tuner.hypermodel.space
-    finished = sum(trial.status != "RUNNING" for trial in tuner.oracle.trials.values())
+    # A worker's oracle is a gRPC client of the chief's; only the chief knows the trials.
+    trials = {} if is_worker() else tuner.oracle.trials
+    finished = sum(trial.status != "RUNNING" for trial in trials.values())
+    where = (
+        f"worker {os.environ['KERASTUNER_TUNER_ID']} of the chief at "
+        f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ.get('KERASTUNER_ORACLE_PORT')}"
+        if is_worker()
+        else f"{finished} already done in {run_dir / 'tuner'}"
+    )
     print(
         f"data: {data.source} ({data.kind}, {data.task}) train {len(data.train.y)} / "
-        f"val {len(data.val.y)}; model: {model_name(config, data)}\n"
+        f"val {len(data.val.y)}; model: {models.resolved_name(config, data)}\n"
         f"search: {t.max_trials} trials of at most {t.epochs} epochs, {t.objective} "
-        f"({OBJECTIVES[t.objective]}); {finished} already done in {run_dir / 'tuner'}"
+        f"({OBJECTIVES[t.objective]}); {where}"
     )
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience),
