@@ -1,10 +1,13 @@
 """Callbacks fed made-up logs, the way Keras tests its own."""
 
+import io
 import math
+import time
 
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 
 def _tiny_model(num_outputs=3):
@@ -47,6 +50,25 @@ def test_history_drops_rows_past_the_resumed_epoch(project, tmp_path):
     assert rows[4]["loss"] == pytest.approx(0.5)
 
 
+def test_history_appends_a_row_per_epoch_and_skips_a_row_cut_by_a_kill(project, tmp_path):
+    path = tmp_path / "history.csv"
+    history = project.callbacks.HistoryCSV(path, {"val_loss": 2.3})
+    history.set_model(_tiny_model())
+    rewrites = []
+    write = history._write
+    history._write = lambda: rewrites.append(1) or write()
+    history.on_train_begin()
+    for epoch in range(5):
+        history.on_epoch_begin(epoch)
+        history.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 0.5})
+    # Whole rewrites: the start, and the first epoch's new columns; every later row appended.
+    assert len(rewrites) == 2
+    assert [row["epoch"] for row in project.callbacks.read_history(path)] == [0, 1, 2, 3, 4, 5]
+    text = path.read_text()
+    path.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 6])  # cut inside the last row
+    assert [row["epoch"] for row in project.callbacks.read_history(path)] == [0, 1, 2, 3, 4]
+
+
 def test_nan_guard_stops_and_says_what_to_try(project):
     guard = project.callbacks.NaNGuard()
     model = _tiny_model()
@@ -67,6 +89,27 @@ def test_nan_guard_stops_a_real_exploding_run(project):
     guard = project.callbacks.NaNGuard()
     model.fit(x, x[:, :1], epochs=5, batch_size=8, callbacks=[guard], verbose=0)
     assert guard.message is not None and "became" in guard.message
+
+
+def test_nan_guard_catches_weights_killed_by_a_nan_input_the_loss_never_shows(project):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 1)).astype("float32")
+    x[0] = np.nan  # the planted bug: one NaN example reaches the network
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(hidden))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    guard = project.callbacks.NaNGuard()
+    history = model.fit(x, np.arange(64) % 10, batch_size=32, epochs=5, callbacks=[guard])
+    assert guard.message is not None and "lower optimizer.learning_rate" in guard.message
+    assert len(history.history["loss"]) == 1  # stopped after the first epoch
+    # Where ReLU(NaN) is 0 the loss stays finite and only the weights tell; elsewhere
+    # the loss itself turns NaN first. Either way the guard names what broke.
+    if all(math.isfinite(loss) for loss in history.history["loss"]):
+        assert "weights conv2d" in guard.message and "kernel" in guard.message
+    else:
+        assert "the training loss became nan" in guard.message
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
@@ -94,18 +137,108 @@ def test_prediction_panel_draws_every_epoch_from_epoch_zero(project, tmp_path, t
     assert any((tmp_path / "tb" / "predictions").iterdir())  # TensorBoard image events
 
 
+def test_prediction_panel_raises_a_drawing_error_at_the_next_epoch(project, tmp_path):
+    def broken_units(values):
+        raise ValueError("planted drawing bug")
+
+    panel = project.callbacks.PredictionPanel(
+        np.zeros((4, 4), "float32"), np.zeros(4), tmp_path, "regression", to_units=broken_units
+    )
+    panel.set_model(_tiny_model(1))
+    panel.on_train_begin()
+    panel.on_epoch_begin(0)  # the epoch-0 picture fails on the worker thread
+    with pytest.raises(ValueError, match="planted drawing bug"):
+        for epoch in range(3):  # surfaces on the training thread at the next picture
+            time.sleep(0.2)
+            panel.on_epoch_end(epoch)
+
+
+def _events(folder, plugin):
+    """(tag, step, value) of what TensorBoard's own loader finds for `plugin` in a folder."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    loaded = EventAccumulator(str(folder))
+    loaded.Reload()
+    return [
+        (tag, event.step, tensor_util.make_ndarray(event.tensor_proto))
+        for tag in loaded.PluginTagToContent(plugin)
+        for event in loaded.Tensors(tag)
+    ]
+
+
+def test_tensorboard_writes_each_epoch_once_with_the_rate_of_that_epoch(project, tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")
+    model = _tiny_model(1)
+    # The rate halves every 4 steps (one epoch): logged late, it would show a later value.
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 4, 0.5, staircase=True)
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    board = project.callbacks.EpochTensorBoard(tmp_path / "tb")
+    model.fit(x, y, batch_size=8, epochs=3, validation_data=(x, y), callbacks=[board], verbose=0)
+    train = _events(tmp_path / "tb" / "train", "scalars")
+    val = _events(tmp_path / "tb" / "validation", "scalars")
+    assert sorted((tag, step) for tag, step, _ in train) == sorted(
+        (tag, step) for tag in ("epoch_loss", "epoch_learning_rate") for step in range(3)
+    )
+    assert sorted((tag, step) for tag, step, _ in val) == [("epoch_loss", s) for s in range(3)]
+    rates = {step: float(value) for tag, step, value in train if tag == "epoch_learning_rate"}
+    assert rates == pytest.approx({0: 0.05, 1: 0.025, 2: 0.0125})  # after 4, 8 and 12 steps
+
+
+def test_prediction_panel_puts_the_file_picture_in_tensorboard(project, tmp_path):
+    panel = project.callbacks.PredictionPanel(
+        np.zeros((3, 4), "float32"),
+        np.array([0, 1, 2]),
+        tmp_path / "predictions",
+        "classification",
+        class_names=["a", "b", "c"],
+        log_dir=str(tmp_path / "tb"),
+    )
+    panel.set_model(_tiny_model())
+    panel.on_train_begin()
+    panel.on_epoch_begin(0)
+    panel.on_train_end()
+    [(tag, step, value)] = _events(tmp_path / "tb" / "predictions", "images")
+    png = (tmp_path / "predictions" / "epoch_000.png").read_bytes()
+    with Image.open(io.BytesIO(png)) as picture:
+        size = picture.size
+    assert (tag, step) == ("fixed_batch_predictions", 0)
+    assert value.tolist() == [str(size[0]).encode(), str(size[1]).encode(), png]
+
+
 def test_classification_panel_marks_right_and_wrong(project):
     probabilities = np.array([[0.9, 0.1], [0.8, 0.2]])
     panel = project.pictures.classification_panel(probabilities, np.array([0, 1]), ["a", "b"], "t")
-    assert panel.dtype == np.uint8 and panel.ndim == 3
+    pixels = np.asarray(panel.convert("RGB"))
 
-    def near(color):  # text is anti-aliased: match by distance, per row
-        return (np.abs(panel.astype(int) - color).sum(axis=-1) < 40).any(axis=1)
+    def rows_with(color):
+        return (pixels == color).all(axis=-1).any(axis=1)
 
-    greens, reds = near(project.pictures.GREEN), near(project.pictures.RED)
+    greens, reds = rows_with(project.pictures.GREEN), rows_with(project.pictures.RED)
     middle = 20 + 20  # title strip, then one 20-pixel row per example
     assert greens[:middle].any() and not greens[middle:].any()
     assert reds[middle:].any() and not reds[:middle].any()
+
+
+@pytest.mark.parametrize("side", [8, 64])
+def test_classification_panel_shows_each_input_whole_at_its_row(project, side):
+    rng = np.random.default_rng(0)
+    # 17 grey levels, as digits have: fewer than the palette keeps for thumbnails.
+    images = (rng.integers(0, 17, size=(3, side, side, 1)) * 15).astype(np.uint8)
+    panel = project.pictures.classification_panel(
+        np.full((3, 2), 0.5), np.array([0, 1, 0]), ["a", "b"], "t", images
+    )
+    pixels = np.asarray(panel.convert("RGB")).astype(int)
+    assert pixels.shape[0] == 20 + 3 * 36  # a 20-pixel title, then 32-pixel rows 4 apart
+    for i, image in enumerate(images):
+        top = 20 + i * 36
+        shown = pixels[top : top + 32, :32]
+        if side == 8:  # enlarged 4x: every one of its grey levels kept exactly
+            assert np.array_equal(shown[..., 0], np.kron(image[..., 0], np.ones((4, 4))))
+        else:  # reduced to the row's height, so it does not cover the next row
+            assert abs(shown.mean() - image.mean()) < 10
+        assert (pixels[top + 32 : top + 36, :32] == 25).all()
 
 
 def test_images_keep_one_fixed_range(project):

@@ -167,7 +167,7 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
     callbacks += [
         # On resume, only an epoch better than the earlier best replaces the file.
         BestCheckpoint(run_dir / "checkpoints" / "best.keras", "val_loss", best_val),
-        EpochTensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        EpochTensorBoard(str(run_dir / "tensorboard")),
         panel,
     ]
     return callbacks, guard

@@ -112,7 +112,7 @@ def draw_overfit(setup: Setup, run: dict, shape: str) -> Path:
         panel = pictures.classification_panel(
             softmax_rows(outputs), run["y"], data.class_names, "label -> prediction", images
         )
-        right.imshow(panel)
+        right.imshow(panel.convert("RGB"))
         right.axis("off")
     else:
         targets, predictions = unscale_targets(data, run["y"]), unscale_targets(data, outputs[:, 0])
