@@ -37,7 +37,10 @@ What keeps each measurement about one thing:
 - Each side has its own model, built from the seed (the same initial weights), traced by
   a warm-up epoch and reset to those weights before every timed fit.
 
-Prints the Markdown table of docs/performance.md on stdout, each timing on stderr.
+Then one more fit with the callbacks times each callback's hooks (the training thread's
+share of row 3) and the picture's drawing thread.
+
+Prints the Markdown tables of docs/performance.md on stdout, each timing on stderr.
 
     .venv/bin/python benchmarks/performance.py [--quick] [--input-repeats 30] [--repeats 7]
 """
@@ -45,6 +48,8 @@ Prints the Markdown table of docs/performance.md on stdout, each timing on stder
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import importlib
 import os
 import platform
@@ -255,6 +260,61 @@ def measure_callbacks(p, epochs: int, repeats: int, work: Path) -> dict:
     }
 
 
+HOOKS = (
+    "on_train_begin",
+    "on_epoch_begin",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_epoch_end",
+    "on_train_end",
+)
+
+
+def _timed(function, totals: dict, key: str, clock):
+    @functools.wraps(function)  # keeps Keras's mark of a default hook, so async dispatch holds
+    def timed(*args, **kwargs):
+        started = clock()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[key] += clock() - started
+
+    return timed
+
+
+def breakdown(p, epochs: int, work: Path) -> list[str]:
+    """Where row 3's cost goes: ms per epoch of each callback's hooks on the training thread
+    in one fit, and the CPU of the picture's drawing thread (time.thread_time)."""
+    model, initial = warm_model(p, p.train_ds, p.val_ds)
+    run_dir = work / "runs" / "breakdown"
+    run_dir.mkdir(parents=True)
+    callbacks, _ = p.train.make_callbacks(p.config, p.data, run_dir, {"val_loss": 0.0})
+    totals = collections.defaultdict(float)
+    for callback in callbacks:
+        name = type(callback).__name__
+        for hook in HOOKS:
+            if not getattr(getattr(callback, hook), "_is_default", False):
+                setattr(
+                    callback, hook, _timed(getattr(callback, hook), totals, name, time.perf_counter)
+                )
+        if hasattr(callback, "draw"):
+            key = f"{name}: drawing, on its own thread (CPU)"
+            callback.draw = _timed(callback.draw, totals, key, time.thread_time)
+    seconds = fit_seconds(model, initial, p.train_ds, epochs, p.val_ds, callbacks)
+    lines = [
+        f"one fit of {epochs} epochs with the callbacks: {1000 * seconds / epochs:.0f} ms an epoch",
+        "",
+        "| callback (every hook it has, begin and end of the fit included) | ms per epoch |",
+        "| --- | --- |",
+    ]
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
+    lines += [f"| `{name}` | {1000 * total / epochs:.2f} |" for name, total in ranked]
+    on_thread = sum(total for name, total in totals.items() if "drawing" not in name)
+    return lines + [f"| **on the training thread, in all** | **{1000 * on_thread / epochs:.2f}** |"]
+
+
 def table(rows: list[dict]) -> list[str]:
     """The results as Markdown: median ratio, the pairs' spread, threshold, pass or fail."""
     lines = [
@@ -279,10 +339,11 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def measure(work: Path, args) -> tuple[list[dict], str, str]:
+def measure(work: Path, args) -> tuple[list[dict], str, str, list[str]]:
     """Bakes into `work`, runs `train` once unless --epochs is given, then the three rows.
 
-    Returns the rows, a line describing the data and the runs, and one on `train`.
+    Returns the rows, a line describing the data and the runs, one on `train`, and the
+    table of row 3's cost by callback.
     """
     project = results.bake("image_classification", work)
     whole = ""
@@ -312,7 +373,7 @@ def measure(work: Path, args) -> tuple[list[dict], str, str]:
     speedup, step_time = measure_input(p, args.input_epochs, args.input_repeats)
     print(f"row 3: {args.repeats} x {args.epochs} epochs", file=sys.stderr)
     callbacks = measure_callbacks(p, args.epochs, args.repeats, work)
-    return [speedup, step_time, callbacks], described, whole
+    return [speedup, step_time, callbacks], described, whole, breakdown(p, args.epochs, work)
 
 
 def main() -> None:
@@ -335,10 +396,11 @@ def main() -> None:
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recipe-perf-") as work:
-        rows, described, whole = measure(Path(work), args)
+        rows, described, whole, hooks = measure(Path(work), args)
     print(f"\n{date.today().isoformat()}, {machine()}")
     print(described + (" (--quick: a smoke run, not a measurement)" if args.quick else ""))
     print("\n".join(["", *table(rows)]))
+    print("\n".join(["", *hooks]))
     if whole:
         print(f"\n{whole}")
     print(f"this script: {time.perf_counter() - started:.0f} s")
