@@ -1,8 +1,10 @@
 """Callbacks fed made-up logs, the way Keras tests its own."""
 
 import io
+import json
 import math
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -251,18 +253,42 @@ def test_save_budget_spaces_saves_by_their_cost(project, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(project.callbacks.time, "monotonic", lambda: clock[0])
     budget = project.callbacks.SaveBudget(fraction=0.01)
-    assert not budget.due()  # the first save waits for 10 s of training (0.1 s guessed at 1%)
+    assert not budget.due(0)  # the first save waits for 10 s of training (0.1 s guessed at 1%)
     clock[0] += 10.0
-    assert budget.due()
+    assert budget.due(1)
 
     def save():
         clock[0] += 0.05  # a 50 ms save
 
     budget.spend(save)
     clock[0] += 4.0
-    assert not budget.due()  # 50 ms at 1% -> at most one save per 5 s
+    assert not budget.due(2)  # 50 ms at 1% -> at most one save per 5 s
     clock[0] += 1.0
-    assert budget.due()
+    assert budget.due(3)
+
+
+def test_savers_sharing_a_budget_save_at_the_same_epochs_within_one_share(project, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(project.callbacks.time, "monotonic", lambda: clock[0])
+    budget = project.callbacks.SaveBudget(fraction=0.01)
+    saved = []
+
+    def saver(name):
+        def save():
+            clock[0] += 0.05
+            saved.append((epoch, name))
+
+        return save
+
+    for epoch in range(40):  # epochs of 0.5 s; both savers ask at every epoch end
+        clock[0] += 0.5
+        for name in ("backup", "best"):
+            if budget.due(epoch):
+                budget.spend(saver(name))
+    # Both save in the same epochs (the first after 10 s), and the pair's 100 ms sets the
+    # next wait: 10 s, so twice in 20 s; on budgets of their own each would save every 5 s.
+    assert saved == [(19, "backup"), (19, "best"), (39, "backup"), (39, "best")]
+    assert budget.cost == pytest.approx(0.1)
 
 
 def test_best_checkpoint_writes_the_best_epoch_not_the_last(project, tmp_path):
@@ -282,3 +308,54 @@ def test_best_checkpoint_writes_the_best_epoch_not_the_last(project, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(saved, best, strict=True))
     # The model itself keeps training weights; the checkpoint swapped them back.
     assert all(np.array_equal(a, b + 1) for a, b in zip(model.get_weights(), best, strict=True))
+
+
+def test_a_resumed_best_checkpoint_starts_from_the_file_not_from_the_history(project, tmp_path):
+    # The bug: a kill can come after a better epoch was kept in memory but before the
+    # budget let it reach the file. Taking the best from the history then blocks every
+    # later epoch that beats the file but not that lost one, so training ends on the file's
+    # older, worse weights.
+    model = _tiny_model()
+    model(np.zeros((1, 4)))
+    path = tmp_path / "best.keras"
+    checkpoint = project.callbacks.BestCheckpoint(path)
+    checkpoint.set_model(model)
+    checkpoint.on_train_begin()
+    checkpoint.budget.due = lambda epoch: epoch == 0  # a save is due after epoch 1 only
+    checkpoint.on_epoch_end(0, {"val_loss": 0.5})
+    assert json.loads((tmp_path / "best.json").read_text()) == {"epoch": 1, "val_loss": 0.5}
+    model.set_weights([w + 1 for w in model.get_weights()])
+    checkpoint.on_epoch_end(1, {"val_loss": 0.2})  # better, in memory only: then the kill
+
+    resumed = project.callbacks.BestCheckpoint(path)
+    assert resumed.best == 0.5
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    model.set_weights([w + 1 for w in model.get_weights()])
+    third = [w.copy() for w in model.get_weights()]
+    resumed.on_epoch_end(2, {"val_loss": 0.3})  # worse than the lost epoch, better than the file
+    resumed.on_train_end()
+    assert json.loads((tmp_path / "best.json").read_text()) == {"epoch": 3, "val_loss": 0.3}
+    saved = keras.saving.load_model(path).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, third, strict=True))
+
+
+def test_a_save_that_dies_midway_leaves_the_previous_best_file(project, tmp_path, monkeypatch):
+    model = _tiny_model()
+    model(np.zeros((1, 4)))
+    checkpoint = project.callbacks.BestCheckpoint(tmp_path / "best.keras")
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_loss": 0.5})
+    checkpoint.on_train_end()
+    before = (tmp_path / "best.keras").read_bytes()
+
+    def killed(path, *args, **kwargs):
+        Path(path).write_bytes(b"half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "save", killed)
+    checkpoint.on_epoch_end(1, {"val_loss": 0.4})
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.on_train_end()
+    assert (tmp_path / "best.keras").read_bytes() == before
+    assert json.loads((tmp_path / "best.json").read_text())["val_loss"] == 0.5

@@ -114,7 +114,8 @@ def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, mon
 
     config = make_config("data.max_examples=300", "train.epochs=6", "run.name=resume")
     monkeypatch.setattr(project.train, "make_callbacks", crashing)
-    monkeypatch.setattr(project.callbacks.SaveBudget, "due", lambda self: True)  # every epoch
+    # Every epoch saves, so the backup holds epoch 3 when the crash comes.
+    monkeypatch.setattr(project.callbacks.SaveBudget, "due", lambda self, epoch: True)
     with pytest.raises(RuntimeError, match="power cut"):
         project.train.train(config, "pytest")
     metadata = json.loads((config.run_dir / "backup" / "training_metadata.json").read_text())
@@ -126,6 +127,11 @@ def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, mon
     rows = project.callbacks.read_history(config.run_dir / "history.csv")
     epochs = [row["epoch"] for row in rows]
     assert epochs == sorted(set(epochs)) and epochs[:4] == [0, 1, 2, 3]
+    # The best checkpoint went on from the file's best, and says which epoch it holds.
+    best = json.loads((config.run_dir / "checkpoints" / "best.json").read_text())
+    val = {row["epoch"]: row["val_loss"] for row in rows if row["epoch"] > 0}
+    assert best["val_loss"] == pytest.approx(min(val.values()), rel=1e-4)
+    assert val[best["epoch"]] == pytest.approx(best["val_loss"], rel=1e-4)
     assert not (config.run_dir / "backup").exists()
     pictures = sorted(p.name for p in (config.run_dir / "predictions").iterdir())
     assert len(pictures) == len(set(pictures)) == epochs[-1] + 1

@@ -21,6 +21,7 @@ from .callbacks import (
     HistoryCSV,
     NaNGuard,
     PredictionPanel,
+    SaveBudget,
     read_history,
 )
 from .config import Config
@@ -149,8 +150,8 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
         to_units=functools.partial(unscale_targets, data),
         log_dir=str(run_dir / "tensorboard"),
     )
-    history = read_history(run_dir / "history.csv")
-    best_val = min((row["val_loss"] for row in history if "val_loss" in row), default=None)
+    # One 1% time budget for both savers: they save at the same epoch ends.
+    budget = SaveBudget()
     callbacks = [
         guard,
         HistoryCSV(run_dir / "history.csv", initial_logs),
@@ -158,15 +159,15 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
         # resumes too, so EarlyStopping need not copy them every epoch as well.
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience),
         # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
-        BudgetedBackupAndRestore(str(run_dir / "backup")),
+        BudgetedBackupAndRestore(str(run_dir / "backup"), budget),
     ]
     if config.optimizer.ema:
         # Validation, the best checkpoint and the picture see the averaged weights (T17);
         # after the backup, so the backup keeps the raw ones training resumes from.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     callbacks += [
-        # On resume, only an epoch better than the earlier best replaces the file.
-        BestCheckpoint(run_dir / "checkpoints" / "best.keras", "val_loss", best_val),
+        # On resume, only an epoch better than the one in the file replaces it.
+        BestCheckpoint(run_dir / "checkpoints" / "best.keras", "val_loss", budget),
         EpochTensorBoard(str(run_dir / "tensorboard")),
         panel,
     ]
