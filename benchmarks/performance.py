@@ -21,12 +21,14 @@ with a 95% confidence interval of that median and the whole range of them.
 
 What keeps each measurement about one thing:
 - The pipeline alone is drained by a compiled loop (`next(iterator)` inside a
-  tf.function, as `fit`'s train step pulls its batch) over a fresh iterator per epoch,
-  as `fit` makes one per epoch. A Python `for batch in dataset` loop would also time
-  the eager `next` call, about 0.3 ms a batch on a 2-core machine: the consumer's cost.
+  tf.function, as `fit`'s train step pulls its batch) through one iterator, as `fit`
+  keeps one on the endless stream `train` gives it (`steps_per_epoch`). A Python
+  `for batch in dataset` loop would also time the eager `next` call, about 0.3 ms a
+  batch on a 2-core machine: the consumer's cost.
 - "In memory" is one epoch of the pipeline's own batches, stacked once and served by
-  `from_tensor_slices` (the short last batch appended): the same values, shapes and
-  steps, and a step's input costs one slice, no function call and no background thread
+  `from_tensor_slices` (the short last batch appended), repeated, and fitted through one
+  iterator like the real side: the same values, shapes and steps, and a step's input
+  costs one slice, no function call and no background thread
   (tf.data's autotuning, on by default, is turned off for it: it would run a thread per
   iterator and inject a prefetch, which cost ~15% of a digits step on 2 cores).
   Not `fit` on numpy arrays: Keras turns arrays into a tf.data pipeline of its own
@@ -116,11 +118,11 @@ def load_project(project: Path, overrides: list[str]) -> SimpleNamespace:
     return p
 
 
-def in_memory(dataset):
-    """One epoch of `dataset`'s batches, materialized once and served as they are."""
+def in_memory(dataset, steps: int):
+    """One epoch (`steps` batches) of `dataset`, materialized once and served as it is."""
     import tensorflow as tf
 
-    batches = list(dataset)
+    batches = list(dataset.take(steps))
     xs, ys = zip(*batches, strict=True)
     # Every batch but the last is full, so they stack; the last may be short.
     served = tf.data.Dataset.from_tensor_slices((tf.stack(xs[:-1]), tf.stack(ys[:-1])))
@@ -149,11 +151,13 @@ def make_drain():
 
 
 def pipeline_seconds(drain, dataset, epochs: int, steps: int) -> tuple[float, int]:
-    """Seconds to drain `epochs` epochs, a fresh iterator each as `fit` makes; examples."""
+    """Seconds to drain `epochs` epochs through one iterator, as `fit` keeps on the endless
+    stream; examples."""
     examples = 0
     started = time.perf_counter()
+    iterator = iter(dataset)
     for _ in range(epochs):
-        examples += int(drain(iter(dataset), steps))  # int() waits for the loop to finish
+        examples += int(drain(iterator, steps))  # int() waits for the loop to finish
     return time.perf_counter() - started, examples
 
 
@@ -177,14 +181,15 @@ def warm_model(p, dataset, validation=None, steps_per_epoch=None):
     return model, initial
 
 
-def fit_seconds(model, initial, dataset, epochs, validation=None, callbacks=()) -> float:
-    """Seconds of `model.fit` for `epochs` epochs, from the initial weights."""
+def fit_seconds(model, initial, dataset, epochs, steps, validation=None, callbacks=()) -> float:
+    """Seconds of `model.fit` for `epochs` epochs of `steps` steps, from the initial weights."""
     model.set_weights(initial)  # optimizer state carries over: an Adam step costs the same
     started = time.perf_counter()
     model.fit(
         dataset,
         validation_data=validation,
         epochs=epochs,
+        steps_per_epoch=steps,
         callbacks=list(callbacks),
         verbose=0,
         shuffle=False,  # the pipeline shuffles; fit's own flag only warns on datasets
@@ -194,9 +199,9 @@ def fit_seconds(model, initial, dataset, epochs, validation=None, callbacks=()) 
 
 def measure_input(p, epochs: int, repeats: int) -> tuple[dict, dict]:
     """Pipeline alone vs plain fit (1), and plain fit on the pipeline vs in memory (2)."""
-    memory_ds = in_memory(p.train_ds)
-    real, real_initial = warm_model(p, p.train_ds)
-    memory, memory_initial = warm_model(p, memory_ds)
+    memory_ds = in_memory(p.train_ds, p.steps).repeat()  # one iterator, as on the stream
+    real, real_initial = warm_model(p, p.train_ds, steps_per_epoch=p.steps)
+    memory, memory_initial = warm_model(p, memory_ds, steps_per_epoch=p.steps)
     drain = make_drain()
     pipeline_seconds(drain, p.train_ds, 1, p.steps)  # warm-up: tracing
     times = {"pipeline": [], "real": [], "memory": []}
@@ -211,9 +216,9 @@ def measure_input(p, epochs: int, repeats: int) -> tuple[dict, dict]:
                 seconds, examples = pipeline_seconds(drain, p.train_ds, epochs, p.steps)
                 produced.add(examples)
             elif side == "real":
-                seconds = fit_seconds(real, real_initial, p.train_ds, epochs)
+                seconds = fit_seconds(real, real_initial, p.train_ds, epochs, p.steps)
             else:
-                seconds = fit_seconds(memory, memory_initial, memory_ds, epochs)
+                seconds = fit_seconds(memory, memory_initial, memory_ds, epochs, p.steps)
             times[side].append(seconds)
             print(f"  {side}: {seconds:.2f} s", file=sys.stderr, flush=True)
     if produced != {p.examples * epochs}:
@@ -241,20 +246,20 @@ def measure_input(p, epochs: int, repeats: int) -> tuple[dict, dict]:
 
 def measure_callbacks(p, epochs: int, repeats: int, work: Path) -> dict:
     """The template's callbacks vs a plain fit, both with validation (3)."""
-    plain, plain_initial = warm_model(p, p.train_ds, p.val_ds)
-    template, template_initial = warm_model(p, p.train_ds, p.val_ds)
+    plain, plain_initial = warm_model(p, p.train_ds, p.val_ds, p.steps)
+    template, template_initial = warm_model(p, p.train_ds, p.val_ds, p.steps)
     times = {"plain": [], "template": []}
     for repeat in range(repeats):
         order = ("plain", "template") if repeat % 2 == 0 else ("template", "plain")
         for side in order:
             if side == "plain":
-                seconds = fit_seconds(plain, plain_initial, p.train_ds, epochs, p.val_ds)
+                seconds = fit_seconds(plain, plain_initial, p.train_ds, epochs, p.steps, p.val_ds)
             else:
                 run_dir = work / "runs" / f"callbacks-{repeat}"
                 run_dir.mkdir(parents=True)
                 callbacks, _ = p.train.make_callbacks(p.config, p.data, run_dir, {"val_loss": 0.0})
                 seconds = fit_seconds(
-                    template, template_initial, p.train_ds, epochs, p.val_ds, callbacks
+                    template, template_initial, p.train_ds, epochs, p.steps, p.val_ds, callbacks
                 )
             times[side].append(seconds)
             print(f"  {side} fit: {seconds:.2f} s", file=sys.stderr, flush=True)
@@ -294,7 +299,7 @@ def _timed(function, totals: dict, key: str, clock):
 def breakdown(p, epochs: int, work: Path) -> list[str]:
     """Where row 3's cost goes: ms per epoch of each callback's hooks on the training thread
     in one fit, and the CPU of the picture's drawing thread (time.thread_time)."""
-    model, initial = warm_model(p, p.train_ds, p.val_ds)
+    model, initial = warm_model(p, p.train_ds, p.val_ds, p.steps)
     run_dir = work / "runs" / "breakdown"
     run_dir.mkdir(parents=True)
     callbacks, _ = p.train.make_callbacks(p.config, p.data, run_dir, {"val_loss": 0.0})
@@ -309,7 +314,7 @@ def breakdown(p, epochs: int, work: Path) -> list[str]:
         if hasattr(callback, "draw"):
             key = f"{name}: drawing, on its own thread (CPU)"
             callback.draw = _timed(callback.draw, totals, key, time.thread_time)
-    seconds = fit_seconds(model, initial, p.train_ds, epochs, p.val_ds, callbacks)
+    seconds = fit_seconds(model, initial, p.train_ds, epochs, p.steps, p.val_ds, callbacks)
     lines = [
         f"one fit of {epochs} epochs with the callbacks: {1000 * seconds / epochs:.0f} ms an epoch",
         "",

@@ -1,5 +1,7 @@
 """Data sources, splits, normalization and pipelines."""
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,48 @@ def test_pipeline_shuffles_reproducibly(project, make_config):
 
     assert np.array_equal(first_labels(5), first_labels(5))
     assert not np.array_equal(first_labels(5), first_labels(6))
+
+
+@pytest.mark.parametrize("whole_batches", [False, True])
+def test_the_shuffled_stream_is_whole_epochs_each_a_new_permutation(
+    project, make_config, whole_batches
+):
+    data = project.data.load(make_config("data.source=digits"))
+    steps = project.data.steps_per_epoch(data.train, 64, whole_batches)  # 1257 = 19 x 64 + 41
+    stream = project.data.make_dataset(
+        data, data.train, 64, shuffle=True, seed=3, whole_batches=whole_batches
+    )
+    batches = [(x.numpy(), y.numpy()) for x, y in stream.take(3 * steps)]
+    assert [len(y) for _, y in batches] == ([64] * 19 + [41] * (not whole_batches)) * 3
+
+    split = data.normalize(data.train.x).astype(np.float32)
+    in_split = collections.Counter(row.tobytes() for row in split)
+    orders = []
+    for epoch in range(3):
+        x = np.concatenate([x for x, _ in batches[epoch * steps : (epoch + 1) * steps]])
+        orders.append(np.concatenate([y for _, y in batches[epoch * steps : (epoch + 1) * steps]]))
+        served = collections.Counter(row.tobytes() for row in x)
+        if whole_batches:  # 1216 distinct examples of the split; the rest wait for later epochs
+            assert len(x) == 19 * 64 and not served - in_split
+        else:  # every example of the split exactly once
+            assert served == in_split
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+
+
+def test_a_strategy_serves_the_stream_batch_for_batch(project, make_config):
+    # tf.distribute rewrites the datasets it distributes: OneDeviceStrategy drops a
+    # rebatch(), which turned every batch of an earlier version of this stream into the
+    # whole epoch, silently.
+    import tensorflow as tf
+
+    data = project.data.load(make_config("data.source=breast_cancer"))
+    stream = project.data.make_dataset(data, data.train, 64, shuffle=True, seed=1)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    served = iter(strategy.experimental_distribute_dataset(stream))
+    for x, y in stream.take(2 * project.data.steps_per_epoch(data.train, 64)):
+        other_x, other_y = next(served)
+        assert np.array_equal(x.numpy(), other_x.numpy())
+        assert np.array_equal(y.numpy(), other_y.numpy())
 
 
 def test_augmentation_is_off_by_default_and_changes_inputs_when_on(project, make_config):

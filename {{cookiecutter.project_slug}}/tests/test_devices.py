@@ -211,6 +211,7 @@ def test_xla_and_steps_per_execution_reach_compile(project, make_config):
     history = model.fit(
         project.data.make_dataset(data, data.train, 64, shuffle=True),
         epochs=1,
+        steps_per_epoch=project.data.steps_per_epoch(data.train, 64),
         verbose=0,
         callbacks=[project.callbacks.NaNGuard()],
     )

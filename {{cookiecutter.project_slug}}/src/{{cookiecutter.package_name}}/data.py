@@ -442,26 +442,58 @@ def make_dataset(
     augment: bool = False,
     whole_batches: bool = False,
 ):
-    """normalize once -> shuffle -> batch (-> augment) -> prefetch, without autotuning.
+    """Batches of a split in memory: in order and once through, or, with shuffle, an
+    endless stream of epochs, each a fresh permutation of the whole split. Fit the
+    stream with steps_per_epoch=steps_per_epoch(split, batch_size, whole_batches).
 
-    The split is in memory already, so it is normalized once, here, by the same
-    data.normalize as everywhere else: a map would cost a function call every batch and
-    another for every new iterator (fit makes one an epoch). tf.data's autotuning is off:
-    it runs an optimizer thread beside every iterator, which on a CPU takes a core from
-    the training step. Without it, AUTOTUNE still means a map on every core and a
-    prefetch buffer that grows while the step waits. Together the two cost a digits step
-    ~25% on 2 cores (docs/performance.md).
+    The split is normalized once, here, by the same data.normalize as everywhere else
+    (a map would cost a function call every batch). The shuffle is one permutation op
+    and one gather per epoch, cut into the epoch's batches by slicing, so each epoch
+    ends with its own short batch and no batch spans two epochs. The gathered epoch is
+    one more copy of the split in memory, as the shuffle buffer it replaces was. Endless,
+    so that fit keeps one iterator: with a fresh one every epoch (fit's way with a finite
+    dataset) the step waited for the buffer to refill. A digits epoch takes 8% less time
+    on 2 cores than with the buffer (docs/performance.md, benchmarks/pipelines.py).
+    tf.data's autotuning is off: it runs an optimizer thread beside every iterator,
+    which on a CPU takes a core from the training step.
 
-    whole_batches drops the last, partial batch: keras.distribution splits every batch
-    between the processes and needs its size fixed.
+    whole_batches drops each epoch's last, partial batch: keras.distribution splits
+    every batch between the processes and needs its size fixed.
     """
     import tensorflow as tf
 
     x = data.normalize(split.x).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((x, scale_targets(data, split.y)))
+    y = scale_targets(data, split.y)
     if shuffle:
-        dataset = dataset.shuffle(len(split.y), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=whole_batches)
+        n, full = len(y), len(y) // batch_size
+        whole = full * batch_size  # the examples in whole batches; the rest make the last one
+        if whole_batches and full == 0:
+            raise UsageError(f"{n} training examples make no whole batch of {batch_size}")
+        x, y = tf.constant(x), tf.constant(y)
+
+        def epoch(number):
+            # Epoch e's order is seeded by (seed, e): the same on every device and process.
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
+            )
+            xs, ys = tf.gather(x, order), tf.gather(y, order)
+            batches = tf.data.Dataset.from_tensor_slices(
+                (
+                    tf.reshape(xs[:whole], (full, batch_size, *x.shape[1:])),
+                    tf.reshape(ys[:whole], (full, batch_size, *y.shape[1:])),
+                )
+            )
+            if whole < n and not whole_batches:
+                last = tf.data.Dataset.from_tensors((xs[whole:], ys[whole:]))
+                batches = batches.concatenate(last)
+            return batches
+
+        # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
+        # drops a rebatch, so every "batch" would be the whole epoch.
+        dataset = tf.data.Dataset.counter().flat_map(epoch)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y))
+        dataset = dataset.batch(batch_size, drop_remainder=whole_batches)
     if augment:
         layer = augmenter(data, seed)
         dataset = dataset.map(
@@ -472,7 +504,9 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def steps_per_epoch(split: Split, batch_size: int) -> int:
+def steps_per_epoch(split: Split, batch_size: int, whole_batches: bool = False) -> int:
+    if whole_batches:
+        return len(split.y) // batch_size
     return math.ceil(len(split.y) / batch_size)
 
 

@@ -206,7 +206,7 @@ def train(config: Config, command: str) -> int:
         whole_batches=multi_worker,
     )
     val_ds = make_dataset(data, data.val, batch_size, shuffle=False, whole_batches=multi_worker)
-    steps = steps_per_epoch(data.train, batch_size)
+    steps = steps_per_epoch(data.train, batch_size, whole_batches=multi_worker)
     print(
         f"data: {data.source} ({data.kind}, {data.task}) "
         f"train {len(data.train.y)} / val {len(data.val.y)} / test {len(data.test.y)}"
@@ -268,6 +268,7 @@ def train(config: Config, command: str) -> int:
         train_ds,
         validation_data=val_ds,
         epochs=config.train.epochs,
+        steps_per_epoch=steps,  # train_ds is an endless stream of epochs
         initial_epoch=done,  # BackupAndRestore sets it again from its backup on a resume
         callbacks=callbacks,
         shuffle=False,  # the pipeline shuffles; fit's own flag only warns on datasets

@@ -121,7 +121,10 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             data, data.train, batch_size, shuffle=True, seed=config.seed, augment=augment
         )
         val_ds = make_dataset(data, data.val, batch_size, shuffle=False)
-        history = model.fit(train_ds, validation_data=val_ds, shuffle=False, **kwargs)
+        steps = steps_per_epoch(data.train, batch_size)  # train_ds is an endless stream
+        history = model.fit(
+            train_ds, validation_data=val_ds, steps_per_epoch=steps, shuffle=False, **kwargs
+        )
         for callback in kwargs.get("callbacks", []):  # the tuner's deep copy, not ours
             if isinstance(callback, NaNGuard) and callback.message:
                 raise keras_tuner.errors.FailedTrialError(callback.message)
