@@ -80,14 +80,23 @@ class HistoryCSV(keras.callbacks.Callback):
         columns = []
         for row in self.rows:
             columns += [k for k in row if k not in columns]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        with temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        temporary.replace(self.path)  # a kill mid-write never leaves half a file
+
+        def write(path):
+            with path.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        _write_whole(self.path, write)
         self._columns = columns
+
+
+def _write_whole(path: Path, write) -> None:
+    """write(sibling) then rename it over path: a kill mid-write leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.partial{path.suffix}")  # Keras needs .keras last
+    write(partial)
+    os.replace(partial, path)
 
 
 def read_history(path) -> list[dict]:
@@ -255,10 +264,13 @@ class PredictionPanel(keras.callbacks.Callback):
             outputs = self.model.predict(self.x, batch_size=len(self.x), verbose=0)
         else:  # the compiled predict function: ~1 ms here, against ~10 ms for model(x)
             outputs = self.model.predict_on_batch(self._inputs)
-        for future in self._pending:
+        running = []
+        for future in self._pending:  # one pass: a future that finishes meanwhile stays
             if future.done():
                 future.result()  # a drawing error stops the run at the next epoch
-        self._pending = [future for future in self._pending if not future.done()]
+            else:
+                running.append(future)
+        self._pending = running
         outputs = np.asarray(outputs, dtype=np.float32)
         self._pending.append(self._worker.submit(self.draw, epoch, outputs))
 
@@ -506,12 +518,8 @@ class BestCheckpoint(keras.callbacks.Callback):
     def _write(self):
         current = self.model.get_weights()
         self.model.set_weights(self._weights)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial.keras")  # Keras wants the .keras suffix
-        self.model.save(partial)
-        os.replace(partial, self.path)
+        _write_whole(self.path, self.model.save)
         self.model.set_weights(current)
         self._weights = None
-        partial = self.record.with_suffix(".partial")
-        partial.write_text(json.dumps({"epoch": self._epoch, self.monitor: self.best}) + "\n")
-        os.replace(partial, self.record)
+        record = json.dumps({"epoch": self._epoch, self.monitor: self.best}) + "\n"
+        _write_whole(self.record, lambda path: path.write_text(record))
