@@ -249,10 +249,22 @@ def test_images_keep_one_fixed_range(project):
     assert pixels.ravel().tolist() == [0, 127, 255]  # not stretched per image (U18)
 
 
-def test_save_budget_spaces_saves_by_their_cost(project, monkeypatch):
+def test_seed_states_put_dropout_back_where_it_was(project, tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((100,)), keras.layers.Dropout(0.5)])
+    x = np.ones((1, 100), np.float32)
+    model(x, training=True)
+    project.callbacks.save_seed_states(model, tmp_path / "seeds.npy")
+    first, second = (model(x, training=True).numpy() for _ in range(2))
+    assert not np.array_equal(first, second)  # every call draws a new mask
+    project.callbacks.load_seed_states(model, tmp_path / "seeds.npy")
+    assert np.array_equal(model(x, training=True).numpy(), first)  # the saved point again
+
+
+def test_save_budget_spaces_saves_by_their_cost(project):
     clock = [100.0]
-    monkeypatch.setattr(project.callbacks.time, "monotonic", lambda: clock[0])
-    budget = project.callbacks.SaveBudget(fraction=0.01)
+    budget = project.callbacks.SaveBudget(fraction=0.01, clock=lambda: clock[0])
     assert not budget.due(0)  # the first save waits for 10 s of training (0.1 s guessed at 1%)
     clock[0] += 10.0
     assert budget.due(1)
@@ -267,10 +279,9 @@ def test_save_budget_spaces_saves_by_their_cost(project, monkeypatch):
     assert budget.due(3)
 
 
-def test_savers_sharing_a_budget_save_at_the_same_epochs_within_one_share(project, monkeypatch):
+def test_savers_sharing_a_budget_save_at_the_same_epochs_within_one_share(project):
     clock = [100.0]
-    monkeypatch.setattr(project.callbacks.time, "monotonic", lambda: clock[0])
-    budget = project.callbacks.SaveBudget(fraction=0.01)
+    budget = project.callbacks.SaveBudget(fraction=0.01, clock=lambda: clock[0])
     saved = []
 
     def saver(name):

@@ -110,6 +110,25 @@ def test_the_shuffled_stream_is_whole_epochs_each_a_new_permutation(
     assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
 
 
+def test_the_stream_can_start_at_a_later_epoch_with_that_epochs_order(project, make_config):
+    # A resumed run passes the epochs it has done: it must see epoch 3's order next, as
+    # the uninterrupted run did, not epoch 0's again.
+    data = project.data.load(make_config("data.source=breast_cancer"))
+    steps = project.data.steps_per_epoch(data.train, 64)
+
+    def labels(first_epoch, epochs):
+        stream = project.data.make_dataset(
+            data, data.train, 64, shuffle=True, seed=2, first_epoch=first_epoch
+        )
+        return [y.numpy() for _, y in stream.take(epochs * steps)]
+
+    from_start, from_three = labels(0, 5), labels(3, 2)
+    for ours, theirs in zip(from_three, from_start[3 * steps :], strict=True):
+        assert np.array_equal(ours, theirs)
+    first = [np.concatenate(labels[:steps]) for labels in (from_three, from_start)]
+    assert not np.array_equal(*first)  # epoch 3's order, not epoch 0's
+
+
 def test_a_strategy_serves_the_stream_batch_for_batch(project, make_config):
     # tf.distribute rewrites the datasets it distributes: OneDeviceStrategy drops a
     # rebatch(), which turned every batch of an earlier version of this stream into the

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 RUN_FILES = (
@@ -13,6 +14,7 @@ RUN_FILES = (
     "model.keras",
     "checkpoints/best.keras",
     "checkpoints/last.keras",
+    "checkpoints/last_seed_states.npy",
     "test_predictions.csv",
     "worst_examples.csv",
     "worst_examples.png",
@@ -23,6 +25,18 @@ def _train(project, config):
     status = project.train.train(config, "pytest")
     assert status == 0
     return json.loads((config.run_dir / "metrics.json").read_text())
+
+
+def _last_weights(config):
+    import keras
+
+    return keras.saving.load_model(config.run_dir / "checkpoints" / "last.keras").get_weights()
+
+
+def _assert_same_weights(ours, theirs):
+    assert len(ours) == len(theirs)
+    for mine, other in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine, other, rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -98,7 +112,9 @@ def test_image_folder_end_to_end(project, make_config, image_folder):
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, monkeypatch, capsys):
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
+    project, make_config, monkeypatch, capsys
+):
     import keras
 
     class Crash(keras.callbacks.Callback):
@@ -112,7 +128,9 @@ def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, mon
         callbacks, guard = original(*args, **kwargs)
         return callbacks + [Crash()], guard
 
-    config = make_config("data.max_examples=300", "train.epochs=6", "run.name=resume")
+    # With dropout: its masks after the resume must be the ones the first run would draw.
+    shrunk = ("data.max_examples=300", "train.epochs=6", "model.dropout_rate=0.3")
+    config = make_config(*shrunk, "run.name=resume")
     monkeypatch.setattr(project.train, "make_callbacks", crashing)
     # Every epoch saves, so the backup holds epoch 3 when the crash comes.
     monkeypatch.setattr(project.callbacks.SaveBudget, "due", lambda self, epoch: True)
@@ -135,6 +153,11 @@ def test_a_killed_run_resumes_and_logs_each_epoch_once(project, make_config, mon
     assert not (config.run_dir / "backup").exists()
     pictures = sorted(p.name for p in (config.run_dir / "predictions").iterdir())
     assert len(pictures) == len(set(pictures)) == epochs[-1] + 1
+    # Weights, optimizer state, dropout's seeds and the data order of epochs 4-6 go on where
+    # the crash left them (T14): the same weights as a run never killed, on deterministic ops.
+    whole = make_config(*shrunk, "run.name=whole")
+    _train(project, whole)
+    _assert_same_weights(_last_weights(config), _last_weights(whole))
 
 
 @pytest.mark.slow
@@ -155,7 +178,8 @@ def test_a_finished_run_is_never_overwritten_by_accident(project, make_config):
 def test_a_finished_run_continues_with_its_optimizer_state(project, make_config, capsys):
     import keras
 
-    base = ("data.source=breast_cancer", "model.name=mlp", "run.name=long")
+    shape = ("data.source=breast_cancer", "model.name=mlp", "model.dropout_rate=0.3")
+    base = (*shape, "run.name=long")
     config = make_config(*base, "train.epochs=3")
     _train(project, config)
     steps = project.data.steps_per_epoch(project.data.load(config).train, 64)
@@ -175,6 +199,10 @@ def test_a_finished_run_continues_with_its_optimizer_state(project, make_config,
     assert rows[4]["loss"] < rows[1]["loss"]
     last = keras.saving.load_model(config.run_dir / "checkpoints" / "last.keras")
     assert int(last.optimizer.iterations) == 6 * steps
+    # 3 epochs and 3 more are 6 epochs: the same weights as one run of 6 (R6.3).
+    straight = make_config(*shape, "train.epochs=6", "run.name=straight")
+    _train(project, straight)
+    _assert_same_weights(last.get_weights(), _last_weights(straight))
 
 
 @pytest.mark.slow

@@ -247,14 +247,20 @@ class PredictionPanel(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         try:
-            for future in self._pending:
-                future.result()  # re-raises a drawing error here rather than losing it
+            self.wait()
         finally:
             self._worker.shutdown()
             self._worker, self._pending = None, []
             if self._events is not None:
                 self._events.close()
                 self._events = None
+
+    def wait(self) -> None:
+        """Blocks until every picture submitted so far is drawn and written; re-raises a
+        drawing error here rather than losing it."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _submit(self, epoch: int) -> None:
         strategy = getattr(self.model, "distribute_strategy", None)  # TensorFlow backend only
@@ -398,20 +404,24 @@ class SaveBudget:
     One budget is shared by every saver of a fit (the backup and the best checkpoint):
     it decides once per epoch, so they save at the same epoch ends and together cost
     1%, not 1% each.
+
+    `clock` is what the time is read from; a benchmark that pauses the fit between
+    epochs gives one that stops meanwhile.
     """
 
     # Until the first saves are timed, assume a typical one; so the first save comes only
     # after cost / fraction seconds (10 s) of training, and a short run saves only at its end.
     FIRST_GUESS = 0.1
 
-    def __init__(self, fraction: float = 0.01):
+    def __init__(self, fraction: float = 0.01, clock=time.monotonic):
         self.fraction = fraction
+        self.clock = clock
         self.cost = self.FIRST_GUESS
         self.restart()
 
     def restart(self) -> None:
         """The clock starts with training (each saver calls this in on_train_begin)."""
-        self.last = time.monotonic()
+        self.last = self.clock()
         self._epoch = None
         self._due = False
         self._spent = 0.0
@@ -419,17 +429,46 @@ class SaveBudget:
     def due(self, epoch: int) -> bool:
         if epoch != self._epoch:  # the first saver to ask this epoch decides for all
             self._epoch = epoch
-            self._due = time.monotonic() - self.last >= self.cost / self.fraction
+            self._due = self.clock() - self.last >= self.cost / self.fraction
             self._spent = 0.0
         return self._due
 
     def spend(self, save) -> None:
         """Runs `save`; the epoch's saves together are the cost the next wait is based on."""
-        started = time.monotonic()
+        started = self.clock()
         save()
-        self.last = time.monotonic()
+        self.last = self.clock()
         self._spent += self.last - started
         self.cost = self._spent
+
+
+def _seed_states(model) -> list:
+    # model.variables, unlike model.weights (what Keras saves), also holds the states of
+    # the SeedGenerators that dropout and other random layers draw from.
+    saved = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in saved]
+
+
+def save_seed_states(model, path: Path) -> None:
+    """Writes where the model's random layers are in their sequences, beside a checkpoint."""
+    states = [keras.ops.convert_to_numpy(state) for state in _seed_states(model)]
+    _write_whole(Path(path), lambda partial: np.save(partial, np.array(states, np.int64)))
+
+
+def load_seed_states(model, path: Path) -> None:
+    """Puts the random layers back where save_seed_states found them, so dropout goes on
+    with the masks an uninterrupted run would draw. Nothing to do without the file."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    states, variables = np.load(path), _seed_states(model)
+    if len(states) == len(variables):
+        for variable, state in zip(variables, states, strict=True):
+            variable.assign(state.astype(variable.dtype))
+
+
+# The file, in a backup folder, that holds the seed states.
+SEEDS = "seed_states.npy"
 
 
 class BudgetedBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -438,7 +477,8 @@ class BudgetedBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     A killed run restarted with the same backup folder resumes after the last epoch
     backed up, which is the last finished epoch whenever epochs take more than ~100x
-    one save.
+    one save. The backup also holds the random layers' seed states, which Keras's
+    leaves out, so dropout resumes with the masks it would have drawn.
 
     Example:
         >>> model.fit(ds, epochs=50, callbacks=[BudgetedBackupAndRestore("runs/a/backup")])
@@ -460,6 +500,15 @@ class BudgetedBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._last_batch_seen = 0
         if self.budget.due(epoch):
             self.budget.spend(self._save_model)
+
+    def _save_model(self):
+        # The seeds first: Keras writes the epoch last, which marks the backup complete.
+        save_seed_states(self.model, Path(self.backup_dir) / SEEDS)
+        super()._save_model()
+
+    def _load_model(self):
+        super()._load_model()
+        load_seed_states(self.model, Path(self.backup_dir) / SEEDS)
 
 
 class BestCheckpoint(keras.callbacks.Callback):

@@ -441,10 +441,14 @@ def make_dataset(
     seed: int = 0,
     augment: bool = False,
     whole_batches: bool = False,
+    first_epoch: int = 0,
 ):
     """Batches of a split in memory: in order and once through, or, with shuffle, an
     endless stream of epochs, each a fresh permutation of the whole split. Fit the
     stream with steps_per_epoch=steps_per_epoch(split, batch_size, whole_batches).
+    Epoch e's order depends on (seed, e) alone, and the stream starts at first_epoch:
+    a resumed or continued run that passes the epochs it has done sees the orders an
+    uninterrupted run would have seen, rather than epoch 0's again.
 
     The split is normalized once, here, by the same data.normalize as everywhere else
     (a map would cost a function call every batch). The shuffle is one permutation op
@@ -490,7 +494,7 @@ def make_dataset(
 
         # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
         # drops a rebatch, so every "batch" would be the whole epoch.
-        dataset = tf.data.Dataset.counter().flat_map(epoch)
+        dataset = tf.data.Dataset.counter(start=first_epoch).flat_map(epoch)
     else:
         dataset = tf.data.Dataset.from_tensor_slices((x, y))
         dataset = dataset.batch(batch_size, drop_remainder=whole_batches)

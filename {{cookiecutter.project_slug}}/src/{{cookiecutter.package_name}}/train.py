@@ -22,7 +22,9 @@ from .callbacks import (
     NaNGuard,
     PredictionPanel,
     SaveBudget,
+    load_seed_states,
     read_history,
+    save_seed_states,
 )
 from .config import Config
 from .data import (
@@ -39,8 +41,10 @@ from .errors import UsageError
 from .evaluate import evaluate_run, headline, write_metrics
 from .models import build_model, compile_model
 
-# The final epoch's weights and optimizer state, which run.extend continues from (R6.3, U1).
+# The final epoch's weights and optimizer state, which run.extend continues from (R6.3, U1),
+# and where its random layers (dropout) were in their sequences, which .keras files omit.
 LAST = "checkpoints/last.keras"
+LAST_SEEDS = "checkpoints/last_seed_states.npy"
 
 # Keys that may change when a killed run is resumed or a finished one continued: how long
 # and where it runs. Any other change means a different experiment, so another run.name.
@@ -67,6 +71,17 @@ def seed_everything(config: Config) -> None:
 
 def epochs_done(run_dir: Path) -> int:
     return max((int(row["epoch"]) for row in read_history(run_dir / "history.csv")), default=0)
+
+
+def epochs_before(run_dir: Path, state: str) -> int:
+    """The epochs a run has done before this fit: a killed run's last backup, a finished
+    run's history when it is continued, 0 otherwise."""
+    if state == "resume":
+        metadata = run_dir / "backup" / "training_metadata.json"
+        return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+    if state == "extend":
+        return epochs_done(run_dir)
+    return 0
 
 
 def _refuse_changes(config: Config, what: str) -> None:
@@ -184,6 +199,7 @@ def train(config: Config, command: str) -> int:
     state = run_state(config)
     resuming = state in ("resume", "extend")
     run_dir = config.run_dir
+    done = epochs_before(run_dir, state)
 
     ## Seed (before the workers meet: every process starts from the same weights)
     seed_everything(config)
@@ -204,6 +220,7 @@ def train(config: Config, command: str) -> int:
         seed=config.seed,
         augment=config.data.augment,
         whole_batches=multi_worker,
+        first_epoch=done,  # a resumed run goes on with the data orders it would have seen
     )
     val_ds = make_dataset(data, data.val, batch_size, shuffle=False, whole_batches=multi_worker)
     steps = steps_per_epoch(data.train, batch_size, whole_batches=multi_worker)
@@ -219,6 +236,7 @@ def train(config: Config, command: str) -> int:
         if state == "extend":  # weights and optimizer state of the last epoch (R6.3, U1)
             model.optimizer.build(model.trainable_variables)
             model.load_weights(run_dir / LAST)
+            load_seed_states(model, run_dir / LAST_SEEDS)
     print(f"model: {model.name}, {model.count_params():,} parameters")
 
     ## Run folder: the resolved config and the command, so the run can be reproduced
@@ -244,13 +262,9 @@ def train(config: Config, command: str) -> int:
 
     ## Loss at init, measured on the validation set before the first step (R2.4)
     initial_logs = {}
-    done = 0
     if state == "resume":
-        metadata = run_dir / "backup" / "training_metadata.json"
-        done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
         print(f"resuming {run_dir} after epoch {done}, its last backup")
     elif state == "extend":
-        done = epochs_done(run_dir)
         print(f"continuing {run_dir} from epoch {done} to at most {config.train.epochs}")
     else:
         measured = model.evaluate(val_ds, verbose=0, return_dict=True)
@@ -281,6 +295,7 @@ def train(config: Config, command: str) -> int:
 
     ## Save the last epoch (to continue from) and the best (BestCheckpoint kept it on disk)
     model.save(run_dir / LAST)
+    save_seed_states(model, run_dir / LAST_SEEDS)
     best = run_dir / "checkpoints" / "best.keras"
     if best.exists():
         model.load_weights(best)
