@@ -14,10 +14,17 @@ builds the config from its configs/default.yaml and measures, in this one proces
    the fixed-batch prediction picture every epoch), both with validation, as many epochs
    as the default run trains. At most 1.10x.
 
-The machine may be busy with other work, so the two sides of each comparison run back
-to back, in alternating order, many times (rows 1-2: 60 pairs of 10 epochs; row 3: 15
-pairs of the default run's epochs); each result is the median of the pairs' ratios,
-with a 95% confidence interval of that median and the whole range of them.
+The machine may be busy with other work, and its speed drifts by 2x within minutes, so
+the two sides of a comparison run side by side:
+- Row 1: 60 pairs of 10 epochs, back to back in alternating order; the result is the
+  median of the pairs' ratios with a 95% confidence interval of that median.
+- Rows 2 and 3: the two sides' `fit`s run at the same time in two threads that take
+  turns, an epoch each (`Turns`), so every epoch of one side is timed next to the same
+  epoch of the other, tens of milliseconds apart, and a drift falls on both alike. Each
+  `fit` runs the default run's epochs through one iterator, as `make train`'s does; 6
+  rounds, the sides' order swapped each round, after a short warm-up round. The result
+  is the ratio of the two sides' total times (one-off work at a fit's start and end
+  included) with a 95% bootstrap interval over the epoch pairs.
 
 What keeps each measurement about one thing:
 - The pipeline alone is drained by a compiled loop (`next(iterator)` inside a
@@ -38,13 +45,18 @@ What keeps each measurement about one thing:
   shape, than the real run.
 - Each side has its own model, built from the seed (the same initial weights), traced by
   a warm-up epoch and reset to those weights before every timed fit.
+- Taking turns leaves each side's background work where it belongs: before the
+  template side hands over, it waits for its picture to be drawn (in a run the drawing
+  overlaps the next epoch, so row 3 counts it in full: an upper bound), and the real
+  pipeline's prefetch thread can only fill its small buffer during the other side's
+  turn (a batch or two, ~0.1 ms against ~50 ms epochs).
 
 Then one more fit with the callbacks times each callback's hooks (the training thread's
 share of row 3) and the picture's drawing thread.
 
 Prints the Markdown tables of docs/performance.md on stdout, each timing on stderr.
 
-    .venv/bin/python benchmarks/performance.py [--quick] [--input-repeats 60] [--repeats 15]
+    .venv/bin/python benchmarks/performance.py [--quick] [--input-repeats 60] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -58,6 +70,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -81,12 +94,14 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
+        fields = {}
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        # A VM's model name can be just "AMD EPYC": family and model tell the generation.
+        cpu = fields.get("model name", cpu)
+        if "cpu family" in fields:
+            cpu += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
     gpus = len(tf.config.list_physical_devices("GPU"))
     return (
         f"{cpu}, {results.machine()}, {gpus or 'no'} GPU, "
@@ -103,6 +118,7 @@ def load_project(project: Path, overrides: list[str]) -> SimpleNamespace:
         data_lib=importlib.import_module(f"{package}.data"),
         models=importlib.import_module(f"{package}.models"),
         train=importlib.import_module(f"{package}.train"),
+        callbacks=importlib.import_module(f"{package}.callbacks"),
     )
     p.config = p.config_lib.build_config([project / "configs" / "default.yaml"], overrides)
     p.train.seed_everything(p.config)  # as `train` does before loading: op determinism too
@@ -197,79 +213,223 @@ def fit_seconds(model, initial, dataset, epochs, steps, validation=None, callbac
     return time.perf_counter() - started
 
 
-def measure_input(p, epochs: int, repeats: int) -> tuple[dict, dict]:
-    """Pipeline alone vs plain fit (1), and plain fit on the pipeline vs in memory (2)."""
-    memory_ds = in_memory(p.train_ds, p.steps).repeat()  # one iterator, as on the stream
+def measure_pipeline(p, epochs: int, repeats: int) -> dict:
+    """Pipeline alone vs plain fit on it (1): pairs back to back, in alternating order."""
     real, real_initial = warm_model(p, p.train_ds, steps_per_epoch=p.steps)
-    memory, memory_initial = warm_model(p, memory_ds, steps_per_epoch=p.steps)
     drain = make_drain()
     pipeline_seconds(drain, p.train_ds, 1, p.steps)  # warm-up: tracing
-    times = {"pipeline": [], "real": [], "memory": []}
+    times = {"pipeline": [], "fit": []}
     produced = set()
     for repeat in range(repeats):
-        # Alternate the order, keeping the pipeline next to the real fit it is compared to.
-        order = (
-            ("pipeline", "real", "memory") if repeat % 2 == 0 else ("memory", "real", "pipeline")
-        )
-        for side in order:
+        for side in ("pipeline", "fit") if repeat % 2 == 0 else ("fit", "pipeline"):
             if side == "pipeline":
                 seconds, examples = pipeline_seconds(drain, p.train_ds, epochs, p.steps)
                 produced.add(examples)
-            elif side == "real":
-                seconds = fit_seconds(real, real_initial, p.train_ds, epochs, p.steps)
             else:
-                seconds = fit_seconds(memory, memory_initial, memory_ds, epochs, p.steps)
+                seconds = fit_seconds(real, real_initial, p.train_ds, epochs, p.steps)
             times[side].append(seconds)
             print(f"  {side}: {seconds:.2f} s", file=sys.stderr, flush=True)
     if produced != {p.examples * epochs}:
         raise SystemExit(f"the pipeline produced {produced} examples, not {p.examples * epochs}")
     examples = p.examples * epochs
-    steps = p.steps * epochs
-    pipeline_rate, fit_rate = (examples / statistics.median(times[k]) for k in ("pipeline", "real"))
-    real_ms, memory_ms = (1000 * statistics.median(times[k]) / steps for k in ("real", "memory"))
-    speedup = {
-        "what": "input pipeline alone vs training throughput",
-        "sides": f"{pipeline_rate:,.0f} vs {fit_rate:,.0f} examples/s",
-        "ratios": [
-            fit / alone for alone, fit in zip(times["pipeline"], times["real"], strict=True)
-        ],
-        "threshold": PIPELINE_SPEEDUP,
-    }
-    step_time = {
-        "what": "step time, real pipeline vs in-memory batches",
-        "sides": f"{real_ms:.2f} vs {memory_ms:.2f} ms/step",
-        "ratios": [r / m for r, m in zip(times["real"], times["memory"], strict=True)],
-        "threshold": STEP_TIME_RATIO,
-    }
-    return speedup, step_time
+    pipeline_rate, fit_rate = (examples / statistics.median(times[k]) for k in ("pipeline", "fit"))
+    ratios = [fit / alone for alone, fit in zip(times["pipeline"], times["fit"], strict=True)]
+    return median_row(
+        "input pipeline alone vs training throughput",
+        f"{pipeline_rate:,.0f} vs {fit_rate:,.0f} examples/s",
+        ratios,
+        f"{repeats} pairs of {epochs} epochs",
+        PIPELINE_SPEEDUP,
+    )
 
 
-def measure_callbacks(p, epochs: int, repeats: int, work: Path) -> dict:
-    """The template's callbacks vs a plain fit, both with validation (3)."""
-    plain, plain_initial = warm_model(p, p.train_ds, p.val_ds, p.steps)
-    template, template_initial = warm_model(p, p.train_ds, p.val_ds, p.steps)
-    times = {"plain": [], "template": []}
-    for repeat in range(repeats):
-        order = ("plain", "template") if repeat % 2 == 0 else ("template", "plain")
-        for side in order:
-            if side == "plain":
-                seconds = fit_seconds(plain, plain_initial, p.train_ds, epochs, p.steps, p.val_ds)
-            else:
-                run_dir = work / "runs" / f"callbacks-{repeat}"
-                run_dir.mkdir(parents=True)
-                callbacks, _ = p.train.make_callbacks(p.config, p.data, run_dir, {"val_loss": 0.0})
-                seconds = fit_seconds(
-                    template, template_initial, p.train_ds, epochs, p.steps, p.val_ds, callbacks
-                )
-            times[side].append(seconds)
-            print(f"  {side} fit: {seconds:.2f} s", file=sys.stderr, flush=True)
-    plain_s, template_s = (statistics.median(times[k]) for k in ("plain", "template"))
-    return {
-        "what": "`fit` with the template's callbacks vs plain `fit`",
-        "sides": f"{template_s:.1f} vs {plain_s:.1f} s",
-        "ratios": [t / s for s, t in zip(times["plain"], times["template"], strict=True)],
-        "threshold": CALLBACK_OVERHEAD,
+class Turns:
+    """Two `fit`s, each in its own thread, that take turns an epoch each.
+
+    A side's turn starts when its epoch begins and ends when the epoch's last hook has
+    run; its first turn starts at on_train_begin and its last ends at on_train_end, so
+    a fit's one-off work (its iterator, the picture's layout, the final save) is timed
+    too. Before handing over, a side runs its `settle` (the template side waits there
+    for its picture to be drawn). Nothing else runs the model while a side has its turn.
+    `clock(side)` runs only during that side's turns: the time it would have seen alone.
+    """
+
+    def __init__(self, first: str, second: str, epochs: int, timeout: float = 600):
+        self.epochs = epochs
+        self.timeout = timeout
+        self.go = {first: threading.Semaphore(1), second: threading.Semaphore(0)}
+        self.other = {first: second, second: first}
+        self.started = {}
+        self.holder = None
+        self.alone = False  # set when a side failed: the other goes on without waiting
+        self.seconds = {first: [], second: []}
+        self.order = []  # the sides in the order their turns ended
+
+    def take(self, side: str) -> None:
+        if not self.alone and not self.go[side].acquire(timeout=self.timeout):
+            raise RuntimeError(f"{side} waited {self.timeout:.0f} s for its turn")
+        self.started[side] = time.perf_counter()
+        self.holder = side
+
+    def give(self, side: str, settle=None) -> None:
+        if settle is not None:
+            settle()
+        self.seconds[side].append(time.perf_counter() - self.started[side])
+        self.order.append(side)
+        self.holder = None
+        self.go[self.other[side]].release()
+
+    def abandon(self, side: str) -> None:
+        """`side` failed: the other side need not wait for it any more."""
+        self.alone = True
+        self.go[self.other[side]].release()
+
+    def clock(self, side: str):
+        def own() -> float:
+            running = time.perf_counter() - self.started[side] if self.holder == side else 0.0
+            return sum(self.seconds[side]) + running
+
+        return own
+
+    def callbacks(self, side: str, settle=None) -> tuple:
+        """The callback that takes the turn (first in the list) and the one that gives it."""
+        import keras
+
+        turns = self
+
+        class Take(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                turns.take(side)
+
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch > 0:
+                    turns.take(side)
+
+        class Give(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch < turns.epochs - 1:
+                    turns.give(side, settle)
+
+            def on_train_end(self, logs=None):
+                turns.give(side, settle)
+
+        return Take(), Give()
+
+
+def turns_fit(sides: dict, epochs: int, steps: int, swap: bool = False) -> Turns:
+    """One round: both sides' fits of `epochs` epochs, taking turns; `swap` lets the second
+    side go first.
+
+    sides: name -> (model, initial weights, dataset, validation data or None,
+    make_callbacks(turns, side) returning (callbacks, settle)).
+    """
+    first, second = list(sides)[::-1] if swap else list(sides)
+    turns = Turns(first, second, epochs)
+    errors = []
+
+    def run(side):
+        model, initial, dataset, validation, make_callbacks = sides[side]
+        try:
+            callbacks, settle = make_callbacks(turns, side)
+            take, give = turns.callbacks(side, settle)
+            fit_seconds(
+                model, initial, dataset, epochs, steps, validation, [take, *callbacks, give]
+            )
+        except BaseException as error:
+            errors.append(error)
+            turns.abandon(side)
+
+    threads = [threading.Thread(target=run, args=(side,)) for side in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return turns
+
+
+def interleaved(sides: dict, epochs: int, steps: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds of every epoch of every side, over `rounds` rounds of `turns_fit`.
+
+    A warm-up round of 2 epochs comes first and is dropped: a model's first fit in a new
+    thread took up to ~0.3 s longer in its first epoch here.
+    """
+    turns_fit(sides, 2, steps)
+    seconds = {side: [] for side in sides}
+    for round_ in range(rounds):
+        turns = turns_fit(sides, epochs, steps, swap=round_ % 2 == 1)
+        for side in sides:
+            seconds[side] += turns.seconds[side]
+        totals = ", ".join(f"{side} {sum(turns.seconds[side]):.2f} s" for side in sides)
+        print(f"  round {round_ + 1} of {rounds}: {totals}", file=sys.stderr, flush=True)
+    return seconds
+
+
+def plain_callbacks(turns, side):
+    return [], None
+
+
+def measure_steps(p, epochs: int, rounds: int) -> dict:
+    """Plain fit on the real pipeline vs on the same batches in memory (2), taking turns."""
+    memory_ds = in_memory(p.train_ds, p.steps).repeat()  # one iterator, as on the stream
+    sides = {
+        "real": (*warm_model(p, p.train_ds, steps_per_epoch=p.steps), p.train_ds, None),
+        "memory": (*warm_model(p, memory_ds, steps_per_epoch=p.steps), memory_ds, None),
     }
+    seconds = interleaved(
+        {side: (*setup, plain_callbacks) for side, setup in sides.items()}, epochs, p.steps, rounds
+    )
+    real_ms, memory_ms = (1000 * statistics.median(seconds[k]) / p.steps for k in sides)
+    return total_row(
+        "step time, real pipeline vs in-memory batches",
+        f"{real_ms:.2f} vs {memory_ms:.2f} ms/step",
+        seconds["real"],
+        seconds["memory"],
+        f"{rounds} x {epochs}",
+        STEP_TIME_RATIO,
+    )
+
+
+def measure_callbacks(p, epochs: int, rounds: int, work: Path) -> dict:
+    """The template's callbacks vs a plain fit, both with validation (3), taking turns."""
+    fits = []
+
+    def template_callbacks(turns, side):
+        run_dir = work / "runs" / f"callbacks-{len(fits)}"
+        run_dir.mkdir(parents=True)
+        callbacks, _ = p.train.make_callbacks(p.config, p.data, run_dir, {"val_loss": 0.0})
+        fits.append(run_dir)
+        of = {type(c): c for c in callbacks}
+        # The savers spend 1% of the time they see: the side's own, not the other's turns
+        # too, which would double their saves.
+        of[p.callbacks.BudgetedBackupAndRestore].budget.clock = turns.clock(side)
+        return callbacks, of[p.callbacks.PredictionPanel].wait  # drawing counts in the turn
+
+    sides = {
+        "template": (
+            *warm_model(p, p.train_ds, p.val_ds, p.steps),
+            p.train_ds,
+            p.val_ds,
+            template_callbacks,
+        ),
+        "plain": (
+            *warm_model(p, p.train_ds, p.val_ds, p.steps),
+            p.train_ds,
+            p.val_ds,
+            plain_callbacks,
+        ),
+    }
+    seconds = interleaved(sides, epochs, p.steps, rounds)
+    template_ms, plain_ms = (1000 * statistics.median(seconds[k]) for k in ("template", "plain"))
+    return total_row(
+        "`fit` with the template's callbacks vs plain `fit`",
+        f"{template_ms:.1f} vs {plain_ms:.1f} ms/epoch",
+        seconds["template"],
+        seconds["plain"],
+        f"{rounds} x {epochs}",
+        CALLBACK_OVERHEAD,
+    )
 
 
 HOOKS = (
@@ -305,7 +465,7 @@ def breakdown(p, epochs: int, work: Path) -> list[str]:
     callbacks, _ = p.train.make_callbacks(p.config, p.data, run_dir, {"val_loss": 0.0})
     totals = collections.defaultdict(float)
     for callback in callbacks:
-        name = type(callback).__name__
+        name = f"`{type(callback).__name__}`"
         for hook in HOOKS:
             if not getattr(getattr(callback, hook), "_is_default", False):
                 setattr(
@@ -322,7 +482,7 @@ def breakdown(p, epochs: int, work: Path) -> list[str]:
         "| --- | --- |",
     ]
     ranked = sorted(totals.items(), key=lambda item: -item[1])
-    lines += [f"| `{name}` | {1000 * total / epochs:.2f} |" for name, total in ranked]
+    lines += [f"| {name} | {1000 * total / epochs:.2f} |" for name, total in ranked]
     on_thread = sum(total for name, total in totals.items() if "drawing" not in name)
     return lines + [f"| **on the training thread, in all** | **{1000 * on_thread / epochs:.2f}** |"]
 
@@ -339,29 +499,78 @@ def median_interval(ratios: list[float], confidence: float = 0.95) -> tuple[floa
     return ordered[k - 1], ordered[len(ordered) - k]
 
 
+def total_interval(
+    side: list[float], other: list[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """A bootstrap confidence interval (BCa) of sum(side) / sum(other), resampling the
+    pairs: a pair's two times share the machine's state of that moment, so they are drawn
+    together. A ratio of totals, unlike a median, counts the epochs that save a model or
+    lay out a picture at their full weight."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    result = bootstrap(
+        (np.asarray(side), np.asarray(other)),
+        lambda a, b, axis: a.sum(axis=axis) / b.sum(axis=axis),
+        paired=True,
+        vectorized=True,
+        confidence_level=confidence,
+        n_resamples=4000,
+        rng=np.random.default_rng(0),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def median_row(what: str, sides: str, ratios: list[float], pairs: str, threshold) -> dict:
+    """A result row: the median of the pairs' ratios, its interval, their range."""
+    ordered = sorted(ratios)
+    return {
+        "what": what,
+        "sides": sides,
+        "ratio": statistics.median(ordered),
+        "interval": median_interval(ordered),
+        "pairs": (pairs, "median of", ordered[0], ordered[-1]),
+        "threshold": threshold,
+    }
+
+
+def total_row(what: str, sides: str, side, other, rounds: str, threshold) -> dict:
+    """A result row: the ratio of the two sides' total times over paired epochs, its
+    interval, and the median of the epoch pairs' ratios beside it."""
+    ratios = [a / b for a, b in zip(side, other, strict=True)]
+    return {
+        "what": what,
+        "sides": sides,
+        "ratio": sum(side) / sum(other),
+        "interval": total_interval(side, other),
+        "pairs": (f"{len(ratios)} epoch pairs ({rounds})", "total of", statistics.median(ratios)),
+        "threshold": threshold,
+    }
+
+
 def table(rows: list[dict]) -> list[str]:
-    """The results as Markdown: median ratio, its 95% interval, the pairs' range, threshold,
-    pass or fail; a result whose interval holds the threshold is marked as the noise's."""
+    """The results as Markdown: ratio, its 95% interval, the pairs, threshold, pass or
+    fail; a result whose interval holds the threshold is marked as the noise's."""
     lines = [
-        "| measurement | medians | ratio (median of pairs) | 95% interval of the median "
-        "| all pairs | threshold | result |",
+        "| measurement | sides (medians) | ratio | 95% interval | pairs | threshold | result |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        ratios = sorted(row["ratios"])
-        median = statistics.median(ratios)
         sign, limit = row["threshold"]
-        passed = median >= limit if sign == ">=" else median <= limit
+        ratio, (low, high) = row["ratio"], row["interval"]
+        passed = ratio >= limit if sign == ">=" else ratio <= limit
         digits = 1 if limit >= 2 else 3
-        low, high = median_interval(ratios)
         result = "pass" if passed else "FAIL"
         if low <= limit <= high:
             result += ", within the noise"
+        pairs, kind, *spread = row["pairs"]
+        if kind == "median of":
+            pairs = f"{kind} {pairs}; all {spread[0]:.{digits}f}-{spread[1]:.{digits}f}"
+        else:
+            pairs = f"{kind} {pairs}; their median {spread[0]:.{digits}f}"
         lines.append(
-            f"| {row['what']} | {row['sides']} | **{median:.{digits}f}x** "
-            f"| {low:.{digits}f}-{high:.{digits}f} "
-            f"| {ratios[0]:.{digits}f}-{ratios[-1]:.{digits}f} ({len(ratios)}) "
-            f"| {sign} {limit:g} | {result} |"
+            f"| {row['what']} | {row['sides']} | **{ratio:.{digits}f}x** "
+            f"| {low:.{digits}f}-{high:.{digits}f} | {pairs} | {sign} {limit:g} | {result} |"
         )
     return lines
 
@@ -392,34 +601,42 @@ def measure(work: Path, args) -> tuple[list[dict], str, str, list[str]]:
     described = (
         f"data: {p.config.data.source}, {p.examples} training examples, batch "
         f"{p.config.train.batch_size} ({p.steps} steps an epoch), model "
-        f"{p.config.model.name}; rows 1-2: {args.input_repeats} pairs of {args.input_epochs} "
-        f"epochs, row 3: {args.repeats} pairs of {args.epochs} epochs with validation"
+        f"{p.config.model.name}; row 1: {args.input_repeats} pairs of {args.input_epochs} "
+        f"epochs; rows 2-3: {args.rounds} rounds of two fits of {args.epochs} epochs taking "
+        "turns (row 3 with validation)"
     )
 
-    print(f"rows 1-2: {args.input_repeats} x {args.input_epochs} epochs", file=sys.stderr)
-    speedup, step_time = measure_input(p, args.input_epochs, args.input_repeats)
-    print(f"row 3: {args.repeats} x {args.epochs} epochs", file=sys.stderr)
-    callbacks = measure_callbacks(p, args.epochs, args.repeats, work)
+    print(f"row 1: {args.input_repeats} x {args.input_epochs} epochs", file=sys.stderr)
+    speedup = measure_pipeline(p, args.input_epochs, args.input_repeats)
+    print(f"row 2: {args.rounds} x {args.epochs} epochs", file=sys.stderr)
+    step_time = measure_steps(p, args.epochs, args.rounds)
+    print(f"row 3: {args.rounds} x {args.epochs} epochs", file=sys.stderr)
+    callbacks = measure_callbacks(p, args.epochs, args.rounds, work)
     return [speedup, step_time, callbacks], described, whole, breakdown(p, args.epochs, work)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    # Rows 1-2 are cheap, so many short pairs; row 3 runs as many epochs as the default run,
-    # because the callbacks' savers spend a share of the elapsed time (SaveBudget).
-    parser.add_argument("--input-repeats", type=int, default=60, help="pairs of rows 1-2")
-    parser.add_argument("--input-epochs", type=int, default=10, help="epochs a side, rows 1-2")
-    parser.add_argument("--repeats", type=int, default=15, help="pairs of row 3")
+    # Row 1 is cheap, so many short pairs. Rows 2-3 run as many epochs as the default run,
+    # through one iterator as it does, and the callbacks' savers spend a share of the
+    # elapsed time (SaveBudget); taking turns gives them one pair per epoch.
+    parser.add_argument("--input-repeats", type=int, default=60, help="pairs of row 1")
+    parser.add_argument("--input-epochs", type=int, default=10, help="epochs a side, row 1")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of rows 2-3")
     parser.add_argument(
-        "--epochs", type=int, default=None, help="epochs a side, row 3; default: the default run's"
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs a fit, rows 2-3; default: the default run's",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 2 pairs of 2 epochs, no `train` run"
+        "--quick", action="store_true", help="smoke run: 2 pairs or rounds of 3 epochs, no `train`"
     )
     args = parser.parse_args()
     if args.quick:
-        args.input_repeats = args.input_epochs = args.repeats = 2
-        args.epochs = args.epochs or 2
+        args.input_repeats = args.rounds = 2
+        args.input_epochs = 2
+        args.epochs = args.epochs or 3
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recipe-perf-") as work:
