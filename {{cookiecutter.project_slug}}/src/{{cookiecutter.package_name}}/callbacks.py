@@ -462,7 +462,7 @@ def load_seed_states(model, path: Path) -> None:
     if not path.is_file():
         return
     states, variables = np.load(path), _seed_states(model)
-    if len(states) == len(variables):
+    if len(states) == len(variables):  # else another model: its layers start afresh
         for variable, state in zip(variables, states, strict=True):
             variable.assign(state.astype(variable.dtype))
 
@@ -501,6 +501,8 @@ class BudgetedBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.budget.due(epoch):
             self.budget.spend(self._save_model)
 
+    # Keras's own (private) save and load steps, extended: a Keras that renames them fails
+    # test_train.py's resume test, not silently.
     def _save_model(self):
         # The seeds first: Keras writes the epoch last, which marks the backup complete.
         save_seed_states(self.model, Path(self.backup_dir) / SEEDS)
