@@ -521,15 +521,20 @@ def total_interval(
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def _digits(threshold) -> int:
+    """Decimals to print a ratio with: 22.0x for a speed-up, 1.015x near 1."""
+    return 1 if threshold[1] >= 2 else 3
+
+
 def median_row(what: str, sides: str, ratios: list[float], pairs: str, threshold) -> dict:
     """A result row: the median of the pairs' ratios, its interval, their range."""
-    ordered = sorted(ratios)
+    low, high, d = min(ratios), max(ratios), _digits(threshold)
     return {
         "what": what,
         "sides": sides,
-        "ratio": statistics.median(ordered),
-        "interval": median_interval(ordered),
-        "pairs": (pairs, "median of", ordered[0], ordered[-1]),
+        "ratio": statistics.median(ratios),
+        "interval": median_interval(ratios),
+        "pairs": f"median of {pairs}; all {low:.{d}f}-{high:.{d}f}",
         "threshold": threshold,
     }
 
@@ -538,12 +543,13 @@ def total_row(what: str, sides: str, side, other, rounds: str, threshold) -> dic
     """A result row: the ratio of the two sides' total times over paired epochs, its
     interval, and the median of the epoch pairs' ratios beside it."""
     ratios = [a / b for a, b in zip(side, other, strict=True)]
+    median, d = statistics.median(ratios), _digits(threshold)
     return {
         "what": what,
         "sides": sides,
         "ratio": sum(side) / sum(other),
         "interval": total_interval(side, other),
-        "pairs": (f"{len(ratios)} epoch pairs ({rounds})", "total of", statistics.median(ratios)),
+        "pairs": f"total of {len(ratios)} epoch pairs ({rounds}); their median {median:.{d}f}",
         "threshold": threshold,
     }
 
@@ -557,20 +563,14 @@ def table(rows: list[dict]) -> list[str]:
     ]
     for row in rows:
         sign, limit = row["threshold"]
-        ratio, (low, high) = row["ratio"], row["interval"]
+        ratio, (low, high), d = row["ratio"], row["interval"], _digits(row["threshold"])
         passed = ratio >= limit if sign == ">=" else ratio <= limit
-        digits = 1 if limit >= 2 else 3
         result = "pass" if passed else "FAIL"
         if low <= limit <= high:
             result += ", within the noise"
-        pairs, kind, *spread = row["pairs"]
-        if kind == "median of":
-            pairs = f"{kind} {pairs}; all {spread[0]:.{digits}f}-{spread[1]:.{digits}f}"
-        else:
-            pairs = f"{kind} {pairs}; their median {spread[0]:.{digits}f}"
         lines.append(
-            f"| {row['what']} | {row['sides']} | **{ratio:.{digits}f}x** "
-            f"| {low:.{digits}f}-{high:.{digits}f} | {pairs} | {sign} {limit:g} | {result} |"
+            f"| {row['what']} | {row['sides']} | **{ratio:.{d}f}x** "
+            f"| {low:.{d}f}-{high:.{d}f} | {row['pairs']} | {sign} {limit:g} | {result} |"
         )
     return lines
 
