@@ -22,6 +22,9 @@ MODULES = (
     "errors",
     "config",
     "data",
+    "images",
+    "pipeline",
+    "backbones",
     "models",
     "devices",
     "callbacks",
@@ -33,6 +36,7 @@ MODULES = (
     "checks",
     "tune",
     "ensemble",
+    "predict",
 )
 
 

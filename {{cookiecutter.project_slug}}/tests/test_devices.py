@@ -209,9 +209,9 @@ def test_xla_and_steps_per_execution_reach_compile(project, make_config):
     project.models.compile_model(model, config, data, steps_per_epoch=7)
     assert model.jit_compile is False and model.steps_per_execution == 4
     history = model.fit(
-        project.data.make_dataset(data, data.train, 64, shuffle=True),
+        project.pipeline.make_dataset(data, data.train, 64, shuffle=True),
         epochs=1,
-        steps_per_epoch=project.data.steps_per_epoch(data.train, 64),
+        steps_per_epoch=project.pipeline.steps_per_epoch(data.train, 64),
         verbose=0,
         callbacks=[project.callbacks.NaNGuard()],
     )

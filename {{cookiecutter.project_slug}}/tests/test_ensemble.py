@@ -31,10 +31,9 @@ def test_ensemble_scores_the_averaged_members_and_reuses_them(project, make_conf
 
     # The reported ensemble is the average of the members' probabilities, recomputed here.
     data = project.data.load(project.ensemble.member_config(config, 0))
-    x = data.normalize(data.test.x)
-    outputs = [
+    outputs = [  # model.keras takes raw inputs
         project.models.predict_outputs(
-            project.train.load_trained(config.run_dir / "members" / name), data, x
+            project.train.load_trained(config.run_dir / "members" / name), data, data.test.x
         )
         for name in ("seed-0", "seed-1")
     ]

@@ -9,7 +9,7 @@ def _initial_loss(project, config):
     data = project.data.load(config)
     model = project.models.build_model(config, data)
     project.models.compile_model(model, config, data, steps_per_epoch=1)
-    dataset = project.data.make_dataset(data, data.val, 256, shuffle=False)
+    dataset = project.pipeline.make_dataset(data, data.val, 256, shuffle=False)
     measured = model.evaluate(dataset, verbose=0, return_dict=True)["loss"]
     return data, model, measured, project.train.expected_initial_loss(data)
 

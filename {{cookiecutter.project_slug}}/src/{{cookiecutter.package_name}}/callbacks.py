@@ -42,15 +42,17 @@ class HistoryCSV(keras.callbacks.Callback):
     Args:
         path: the CSV file.
         initial_logs: metrics measured before training (written as epoch 0 on a fresh run).
+        extra: columns with the same value on every row this fit writes (e.g. its phase).
 
     Example:
         >>> model.fit(ds, epochs=5, callbacks=[HistoryCSV("history.csv", {"val_loss": 2.3})])
     """
 
-    def __init__(self, path, initial_logs: dict | None = None):
+    def __init__(self, path, initial_logs: dict | None = None, extra: dict | None = None):
         super().__init__()
         self.path = Path(path)
         self.initial_logs = initial_logs or {}
+        self.extra = extra or {}
         self.rows: list[dict] | None = None
         self._columns: list[str] = []
 
@@ -67,7 +69,7 @@ class HistoryCSV(keras.callbacks.Callback):
             self._write()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, **self.extra}
         row["learning_rate"] = _current_learning_rate(self.model)
         self.rows.append(row)
         if set(row) <= set(self._columns):

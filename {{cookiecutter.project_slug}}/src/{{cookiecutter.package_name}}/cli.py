@@ -22,6 +22,8 @@ COMMANDS = {
     "evaluate": "re-evaluate a finished run (run.name=...) on the whole test set",
     "tune": "random search over learning rate, width, depth, dropout, ... (R5); resumable",
     "ensemble": "train ensemble.members seeds on one split; score their average (R6.1)",
+    "predict": "a finished run (run.name=...) predicts on predict.input: image, folder or CSV",
+    "export": "a finished run as a TensorFlow SavedModel in runs/<name>/export/ (serving)",
 }
 
 
@@ -80,6 +82,10 @@ def run(argv: list[str]) -> int:
         from .tune import tune
 
         return tune(config, command)
+    if args.command in ("predict", "export"):
+        from . import predict
+
+        return predict.predict(config) if args.command == "predict" else predict.export(config)
     if args.command == "ensemble":
         from .ensemble import ensemble
 

@@ -19,7 +19,7 @@ import yaml
 from .errors import UsageError
 
 EMBEDDED_SOURCES = ("digits", "breast_cancer", "diabetes")
-BUILTIN_MODELS = ("auto", "linear", "mlp", "convnet", "resnet")
+BUILTIN_MODELS = ("auto", "linear", "mlp", "convnet", "resnet", "backbone")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -39,6 +39,11 @@ class DataConfig:
         "a folder of images with one sub-folder per class, or a .csv file",
     )
     label_column: str = _field("label", "CSV column holding the label (CSV sources only)")
+    path_column: str = _field(
+        "",
+        "CSV column of image paths (relative to the CSV): set it and the CSV lists image files "
+        "with their labels; empty: the CSV is a table",
+    )
     task: str = _field(
         "auto",
         "auto infers classification vs regression from the labels; "
@@ -50,6 +55,11 @@ class DataConfig:
     )
     image_size: list[int] = _field(
         [32, 32], "height, width that folder images are resized to (small first, R3.3)"
+    )
+    cache: str = _field(
+        "none",
+        "image files: none decodes every epoch (memory stays flat); memory keeps the decoded "
+        "images in RAM; or a folder for tf.data's file cache (docs/your-data.md)",
     )
     augment: bool = _field(
         False, "off until the model overfits: no extras in the first runs (R2.2, R4.2)"
@@ -67,8 +77,28 @@ class DataConfig:
 class ModelConfig:
     name: str = _field(
         "auto",
-        "auto (convnet for images, mlp for tables) | linear | mlp | convnet | resnet, "
-        "or your own builder as module:function or path/to/file.py:function",
+        "auto (convnet for images, mlp for tables) | linear | mlp | convnet | resnet | "
+        "backbone (pretrained, R3.1, R4.4), or your own builder as module:function or "
+        "path/to/file.py:function",
+    )
+    backbone: str = _field(
+        "MobileNetV3Small",
+        "the keras.applications network of model.name=backbone: MobileNetV3Small (the "
+        "smallest), EfficientNetV2B0, ResNet50V2, ConvNeXtTiny",
+    )
+    weights: str = _field(
+        "imagenet",
+        "the backbone's starting weights: imagenet (downloaded once into ~/.keras/models/), "
+        "none (random init), or the path of a weights file",
+    )
+    head_epochs: int = _field(
+        5, "backbone: epochs training the new head with the backbone frozen, before fine-tuning"
+    )
+    fine_tune_layers: int = _field(
+        20, "backbone: top layers unfrozen for fine-tuning (batch norm stays frozen); 0 = never"
+    )
+    fine_tune_learning_rate: float = _field(
+        1e-5, "backbone: a rate ~30x below the head's, so fine-tuning nudges the features"
     )
     width: int = _field(64, "hidden units per dense layer; multiples of 64 suit accelerators (T9)")
     depth: int = _field(2, "hidden dense layers of the mlp; small first, grow once it trains")
@@ -146,6 +176,20 @@ class EnsembleConfig:
 
 
 @dataclass
+class PredictConfig:
+    input: str = _field(
+        "", "an image, a folder of images (searched recursively) or a CSV of rows or paths"
+    )
+    output: str = _field("", "the predictions CSV; empty: <run.dir>/<run.name>/predictions.csv")
+
+
+@dataclass
+class ExportConfig:
+    onnx: bool = _field(False, "also write model.onnx (needs the onnx extra: tf2onnx)")
+    litert: bool = _field(False, "also write model.tflite (needs the litert extra)")
+
+
+@dataclass
 class RunConfig:
     name: str = _field("default", "outputs go to <run.dir>/<run.name>; rerun a name to resume")
     dir: str = _field("runs", "parent folder of all runs")
@@ -165,6 +209,8 @@ class Config:
     check: CheckConfig = field(default_factory=CheckConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property
@@ -347,6 +393,7 @@ def validate(config: Config) -> None:
         len(d.image_size) == 2 and min(d.image_size) >= 4,
         f"data.image_size must be two sizes >= 4 (height, width); got {d.image_size}",
     )
+    _check(bool(d.cache.strip()), "data.cache is empty; use none, memory or a folder")
     _check(d.max_examples >= 0, f"data.max_examples must be >= 0; got {d.max_examples}")
     _check(
         m.name in BUILTIN_MODELS or ":" in m.name,
@@ -358,6 +405,14 @@ def validate(config: Config) -> None:
         ("model.filters", m.filters),
     ):
         _check(value >= 1, f"{key} must be >= 1; got {value}")
+    _check(m.head_epochs >= 0, f"model.head_epochs must be >= 0; got {m.head_epochs}")
+    _check(
+        m.fine_tune_layers >= 0, f"model.fine_tune_layers must be >= 0; got {m.fine_tune_layers}"
+    )
+    _check(
+        m.fine_tune_learning_rate > 0,
+        f"model.fine_tune_learning_rate must be > 0; got {m.fine_tune_learning_rate}",
+    )
     _check(0 <= m.dropout_rate < 1, f"model.dropout_rate must be in [0, 1); got {m.dropout_rate}")
     _check(o.learning_rate > 0, f"optimizer.learning_rate must be > 0; got {o.learning_rate}")
     _check(o.weight_decay >= 0, f"optimizer.weight_decay must be >= 0; got {o.weight_decay}")

@@ -1,16 +1,19 @@
-"""Loads a data source into seeded train/val/test splits and serves them as tf.data pipelines.
+"""Loads a data source into seeded train/val/test splits: the records every command shares.
 
 Sources: scikit-learn's embedded datasets (offline), a folder of images with one
-sub-folder per class, or a CSV file. Input normalization (and the regression target
-scale) come from the training split only and are applied by the same function to
-every split as its pipeline is made, so what the network sees at test time is
-preprocessed exactly like what it trained on (U6).
+sub-folder per class, a CSV listing image files with their labels, or a CSV table.
+Image files stay on disk: a split holds their paths (ImageFiles) and pipeline.py
+decodes them batch by batch, so memory and the time to the first step do not grow
+with the number of images. Input normalization (and the regression target scale)
+come from the training split only, from a seeded sample of it for image files; the
+saved model applies them itself (models.with_preprocessing), so what the network sees
+at test time is preprocessed exactly like what it trained on (U6).
 """
 
 from __future__ import annotations
 
 import csv
-import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,17 +22,48 @@ from sklearn.model_selection import train_test_split
 
 from .config import EMBEDDED_SOURCES, Config
 from .errors import UsageError
+from .images import decode_files, decoded_chunks
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# The formats TensorFlow decodes in the input pipeline (tf.io.decode_image).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 # Integer labels with at most this many distinct values are taken as classes.
 MAX_INFERRED_CLASSES = 20
 
 
 @dataclass
+class ImageFiles:
+    """A split's images as files. Indexing decodes just the files asked for, resized to
+    `size`, as float32 in 0..255, through the training pipeline's own decoder; `subset`
+    selects files without decoding any."""
+
+    paths: np.ndarray  # str
+    size: tuple[int, int]
+    channels: int
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.paths), *self.size, self.channels)
+
+    def subset(self, index) -> ImageFiles:
+        return ImageFiles(self.paths[index], self.size, self.channels)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return decode_files(self.subset(index)).astype(np.float32)
+
+
+@dataclass
 class Split:
-    x: np.ndarray  # raw inputs (before normalization), float32
+    x: np.ndarray | ImageFiles  # raw inputs (before normalization): float32, or image files
     y: np.ndarray  # class indices (int32) or targets in their own units (float32)
     ids: np.ndarray  # where each example came from: file path or row number
+
+    def subset(self, index) -> Split:
+        """The examples at `index`; image files stay files."""
+        x = self.x.subset(index) if isinstance(self.x, ImageFiles) else self.x[index]
+        return Split(x, self.y[index], self.ids[index])
 
 
 @dataclass
@@ -44,6 +78,8 @@ class Data:
     feature_names: list[str] = field(default_factory=list)
     # Tabular columns holding category indices: column -> vocabulary size (index 0 = unseen).
     categorical: dict[int, int] = field(default_factory=dict)
+    # Their vocabularies, index i + 1 for entry i, so predict can encode new rows.
+    vocabularies: dict[int, list[str]] = field(default_factory=dict)
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     target_mean: float = 0.0
@@ -52,6 +88,18 @@ class Data:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
+
+    @property
+    def streamed(self) -> bool:
+        """Image files read from disk by the pipeline, rather than arrays in memory."""
+        return isinstance(self.train.x, ImageFiles)
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The raw inputs' range, for drawing them: 0..255 for image files."""
+        if self.streamed:
+            return 0.0, 255.0
+        return float(self.train.x.min()), float(self.train.x.max())
 
     @property
     def num_outputs(self) -> int:
@@ -72,6 +120,27 @@ class Data:
     def normalize(self, x):
         """The one input transform, for numpy arrays and tensors alike."""
         return (x - self.mean) / self.std
+
+    def in_memory(self, limit: int, seed: int, test: bool = True) -> tuple[Data, bool]:
+        """At most `limit` examples of each split (seeded; the test split left as it is unless
+        `test`) with image files decoded, and whether that is fewer than all: what inspect and
+        check study."""
+        rng = np.random.default_rng(seed)
+        sampled = False
+
+        def take(split: Split) -> Split:
+            nonlocal sampled
+            if len(split.y) > limit:
+                sampled = True
+                split = split.subset(np.sort(rng.choice(len(split.y), limit, replace=False)))
+            if isinstance(split.x, ImageFiles):
+                split = Split(split.x[:], split.y, split.ids)
+            return split
+
+        copy = dataclasses.replace(self, train=take(self.train), val=take(self.val))
+        if test:
+            copy.test = take(self.test)
+        return copy, sampled
 
 
 def scale_targets(data: Data, y):
@@ -110,20 +179,6 @@ def _embedded(name: str):
     return "tabular", bunch.data, bunch.target.astype(np.float32), [], list(bunch.feature_names)
 
 
-def read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Decodes one image file to (height, width, channels) float32 in 0..255."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32)
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise UsageError(f"cannot read image {path}: {err.__class__.__name__}") from None
-    return array[..., None] if channels == 1 else array
-
-
 def list_image_folder(folder: Path) -> tuple[list[Path], list[str]]:
     """Image files and their class names (the sub-folder each one sits in)."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -147,7 +202,35 @@ def list_image_folder(folder: Path) -> tuple[list[Path], list[str]]:
     return paths, labels
 
 
-def _image_channels(paths: list[Path]) -> int:
+def list_image_csv(path: Path, path_column: str, label_column: str):
+    """The image files a CSV lists (paths relative to the CSV) and their labels."""
+    header, rows = read_csv(path)
+    for column in (path_column, label_column):
+        if column not in header:
+            raise UsageError(
+                f"CSV {path} has no column {column!r} (columns: {', '.join(header)}); "
+                "set data.path_column and data.label_column"
+            )
+    at, label_at = header.index(path_column), header.index(label_column)
+    paths = [path.parent / row[at].strip() for row in rows]
+    labels = [row[label_at].strip() for row in rows]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(
+            f"CSV {path} lists {len(missing)} files that do not exist, first {missing[0]}"
+        )
+    odd = [p for p in paths if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if odd:
+        raise UsageError(
+            f"CSV {path} lists {len(odd)} files that are not "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))} images, first {odd[0]}"
+        )
+    if any(not v for v in labels):
+        raise UsageError(f"CSV {path} has rows with an empty {label_column!r} label")
+    return paths, labels
+
+
+def image_channels(paths: list[Path]) -> int:
     """Grayscale when every sampled image is grayscale, else RGB."""
     from PIL import Image
 
@@ -157,18 +240,17 @@ def _image_channels(paths: list[Path]) -> int:
                 if image.mode not in ("L", "1", "I", "I;16", "LA"):
                     return 3
         except OSError:
-            continue  # reported by name when the file is decoded
+            continue  # inspect reports it by name; the pipeline skips it
     return 1
 
 
-def _image_folder(folder: Path, size: tuple[int, int], exclude=frozenset()):
-    paths, labels = list_image_folder(folder)
+def _image_files(paths: list[Path], labels: list[str], size, exclude=frozenset()):
     if exclude:  # files inspect already reported as unreadable
         keep = [i for i, p in enumerate(paths) if str(p) not in exclude]
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
-    channels = _image_channels(paths)
-    x = np.stack([read_image(p, size, channels) for p in paths])
-    return "image", x, np.array(labels), None, [], np.array([str(p) for p in paths])
+    names = np.array([str(p) for p in paths])
+    x = ImageFiles(names, tuple(size), image_channels(paths))
+    return "image", x, np.array(labels), None, [], names
 
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -289,7 +371,7 @@ def split_indices(y: np.ndarray, task: str, val_fraction: float, test_fraction: 
 def _encode_table(cells: np.ndarray, train_index: np.ndarray, missing: str, names: list[str]):
     """Numeric columns to floats, others to category indices with the training vocabulary."""
     x = np.zeros(cells.shape, dtype=np.float32)
-    categorical = {}
+    categorical, vocabularies = {}, {}
     for j in range(cells.shape[1]):
         column = cells[:, j]
         present = column[column != ""]
@@ -310,11 +392,13 @@ def _encode_table(cells: np.ndarray, train_index: np.ndarray, missing: str, name
             lookup = {v: i + 1 for i, v in enumerate(vocabulary)}  # 0 = unseen or empty
             x[:, j] = [lookup.get(v, 0) for v in column]
             categorical[j] = len(vocabulary) + 1
-    return x, categorical
+            vocabularies[j] = vocabulary
+    return x, categorical, vocabularies
 
 
-def resolve_source(source: str) -> str:
-    """'embedded:<name>', 'folder:<path>' or 'csv:<path>' for a data.source value."""
+def resolve_source(source: str, path_column: str = "") -> str:
+    """'embedded:<name>', 'folder:<path>', 'image_csv:<path>' (a CSV of image paths, when
+    data.path_column names its column) or 'csv:<path>' for a data.source value."""
     if source in EMBEDDED_SOURCES:
         return f"embedded:{source}"
     path = Path(source).expanduser()
@@ -327,7 +411,7 @@ def resolve_source(source: str) -> str:
     if path.is_dir():
         return f"folder:{path}"
     if path.suffix.lower() in (".csv", ".txt", ".tsv"):
-        return f"csv:{path}"
+        return f"image_csv:{path}" if path_column else f"csv:{path}"
     raise UsageError(f"data.source {source!r} is a file but not a .csv")
 
 
@@ -336,17 +420,25 @@ def load(
 ) -> Data:
     """Reads config.data.source and returns seeded, normalized-on-train splits.
 
-    inspect passes `exclude` (image paths it reported as unreadable) and `finite_only=False`
-    (it reports infinite values itself) so it can study the rest of the data.
+    Image files are listed, not decoded: the statistics come from a seeded sample of
+    check.sample training images. inspect passes `exclude` (image paths it reported as
+    unreadable) and `finite_only=False` (it reports infinite values itself) so it can
+    study the rest of the data.
     """
     d = config.data
-    where, _, name = resolve_source(d.source).partition(":")
+    where, _, name = resolve_source(d.source, d.path_column).partition(":")
     ids = None
     if where == "embedded":
         kind, x, raw_y, class_names, features = _embedded(name)
     elif where == "folder":
-        kind, x, raw_y, class_names, features, ids = _image_folder(
-            Path(name), tuple(d.image_size), exclude
+        paths, labels = list_image_folder(Path(name))
+        kind, x, raw_y, class_names, features, ids = _image_files(
+            paths, labels, d.image_size, exclude
+        )
+    elif where == "image_csv":
+        paths, labels = list_image_csv(Path(name), d.path_column, d.label_column)
+        kind, x, raw_y, class_names, features, ids = _image_files(
+            paths, labels, d.image_size, exclude
         )
     else:
         kind, x, raw_y, class_names, features, ids = _csv(Path(name), d.label_column)
@@ -362,6 +454,7 @@ def load(
         )
 
     split_seed = config.seed if d.split_seed is None else d.split_seed
+    every = Split(x, y, ids)
     if 0 < d.max_examples < len(y):
         stratify = y if task == "classification" else None
         keep, _ = train_test_split(
@@ -370,159 +463,68 @@ def load(
             stratify=stratify,
             random_state=split_seed,
         )
-        keep = np.sort(keep)
-        x, y, ids = x[keep], y[keep], ids[keep]
+        every = every.subset(np.sort(keep))
 
-    train, val, test = split_indices(y, task, d.val_fraction, d.test_fraction, split_seed)
-    categorical = {}
-    if x.dtype == object:
-        x, categorical = _encode_table(x, train, d.missing, features)
-    x = x.astype(np.float32)
-    if finite_only and not np.isfinite(x).all():
-        raise UsageError(f"{d.source} has NaN or infinite inputs; run inspect to find them")
+    train, val, test = split_indices(every.y, task, d.val_fraction, d.test_fraction, split_seed)
+    categorical, vocabularies = {}, {}
+    if not isinstance(every.x, ImageFiles):
+        if every.x.dtype == object:
+            every.x, categorical, vocabularies = _encode_table(every.x, train, d.missing, features)
+        every.x = every.x.astype(np.float32)
+        if finite_only and not np.isfinite(every.x).all():
+            raise UsageError(f"{d.source} has NaN or infinite inputs; run inspect to find them")
 
     data = Data(
         source=d.source,
         kind=kind,
         task=task,
-        train=Split(x[train], y[train], ids[train]),
-        val=Split(x[val], y[val], ids[val]),
-        test=Split(x[test], y[test], ids[test]),
+        train=every.subset(train),
+        val=every.subset(val),
+        test=every.subset(test),
         class_names=class_names,
         feature_names=features,
         categorical=categorical,
+        vocabularies=vocabularies,
     )
-    data.mean, data.std = input_statistics(data)
+    if config.model.name == "backbone":  # a pretrained network normalizes pixels its own way
+        channels = data.input_shape[-1]
+        data.mean, data.std = np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    else:
+        data.mean, data.std = input_statistics(data, config.check.sample, config.seed)
     if task == "regression":
         data.target_mean = float(data.train.y.mean())
         data.target_std = float(data.train.y.std()) or 1.0
     return data
 
 
-def input_statistics(data: Data) -> tuple[np.ndarray, np.ndarray]:
+def input_statistics(data: Data, sample: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std from the training split: per channel for images, per column for tables.
 
-    Categorical index columns get mean 0 and std 1 so they pass through unchanged.
-    A constant feature gets std 1 instead of a division by zero.
+    Image files: from a seeded sample of `sample` training images, summed chunk by chunk
+    as they are decoded, so memory stays flat. Categorical index columns get mean 0 and
+    std 1 so they pass through unchanged. A constant feature gets std 1 instead of a
+    division by zero.
     """
     x = data.train.x
-    axes = tuple(range(x.ndim - 1))
-    mean = x.mean(axis=axes)
-    std = x.std(axis=axes)
+    if isinstance(x, ImageFiles):
+        if 0 < sample < len(x):
+            rng = np.random.default_rng(seed)
+            x = x.subset(np.sort(rng.choice(len(x), sample, replace=False)))
+        total, squares, count = np.zeros(x.channels), np.zeros(x.channels), 0
+        for chunk in decoded_chunks(x, skip_broken=True):
+            pixels = chunk.reshape(-1, x.channels).astype(np.float64)
+            total += pixels.sum(axis=0)
+            squares += np.square(pixels).sum(axis=0)
+            count += len(pixels)
+        if not count:
+            raise UsageError(f"{data.source}: none of the sampled training images can be decoded")
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    else:
+        axes = tuple(range(x.ndim - 1))
+        mean = x.mean(axis=axes)
+        std = x.std(axis=axes)
     std[std < 1e-7] = 1.0
     for column in data.categorical:
         mean[column], std[column] = 0.0, 1.0
     return mean.astype(np.float32), std.astype(np.float32)
-
-
-# ---------------------------------------------------------------- pipelines
-
-
-def augmenter(data: Data, seed: int):
-    """A light, label-preserving augmentation (off by default, R2.2)."""
-    import keras
-
-    if data.kind == "image":
-        return keras.layers.Pipeline(
-            [
-                keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
-                keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
-            ]
-        )
-    return keras.layers.GaussianNoise(0.05, seed=seed)
-
-
-def make_dataset(
-    data: Data,
-    split: Split,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    seed: int = 0,
-    augment: bool = False,
-    whole_batches: bool = False,
-    first_epoch: int = 0,
-):
-    """Batches of a split in memory: in order and once through, or, with shuffle, an
-    endless stream of epochs, each a fresh permutation of the whole split. Fit the
-    stream with steps_per_epoch=steps_per_epoch(split, batch_size, whole_batches).
-    Epoch e's order depends on (seed, e) alone, and the stream starts at first_epoch:
-    a resumed or continued run that passes the epochs it has done sees the orders an
-    uninterrupted run would have seen, rather than epoch 0's again.
-
-    The split is normalized once, here, by the same data.normalize as everywhere else
-    (a map would cost a function call every batch). The shuffle is one permutation op
-    and one gather per epoch, cut into the epoch's batches by slicing, so each epoch
-    ends with its own short batch and no batch spans two epochs. The gathered epoch is
-    one more copy of the split in memory, as the shuffle buffer it replaces was. Endless,
-    so that fit keeps one iterator: with a fresh one every epoch (fit's way with a finite
-    dataset) the step waited for the buffer to refill. A digits epoch takes 8% less time
-    on 2 cores than with the buffer (docs/performance.md, benchmarks/pipelines.py).
-    tf.data's autotuning is off: it runs an optimizer thread beside every iterator,
-    which on a CPU takes a core from the training step.
-
-    whole_batches drops each epoch's last, partial batch: keras.distribution splits
-    every batch between the processes and needs its size fixed.
-    """
-    import tensorflow as tf
-
-    x = data.normalize(split.x).astype(np.float32)
-    y = scale_targets(data, split.y)
-    if shuffle:
-        n, full = len(y), len(y) // batch_size
-        whole = full * batch_size  # the examples in whole batches; the rest make the last one
-        if whole_batches and full == 0:
-            raise UsageError(f"{n} training examples make no whole batch of {batch_size}")
-        x, y = tf.constant(x), tf.constant(y)
-
-        def epoch(number):
-            # Epoch e's order is seeded by (seed, e): the same on every device and process.
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
-            )
-            xs, ys = tf.gather(x, order), tf.gather(y, order)
-            batches = tf.data.Dataset.from_tensor_slices(
-                (
-                    tf.reshape(xs[:whole], (full, batch_size, *x.shape[1:])),
-                    tf.reshape(ys[:whole], (full, batch_size, *y.shape[1:])),
-                )
-            )
-            if whole < n and not whole_batches:
-                last = tf.data.Dataset.from_tensors((xs[whole:], ys[whole:]))
-                batches = batches.concatenate(last)
-            return batches
-
-        # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
-        # drops a rebatch, so every "batch" would be the whole epoch.
-        dataset = tf.data.Dataset.counter(start=first_epoch).flat_map(epoch)
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices((x, y))
-        dataset = dataset.batch(batch_size, drop_remainder=whole_batches)
-    if augment:
-        layer = augmenter(data, seed)
-        dataset = dataset.map(
-            lambda x, y: (layer(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
-
-
-def steps_per_epoch(split: Split, batch_size: int, whole_batches: bool = False) -> int:
-    if whole_batches:
-        return len(split.y) // batch_size
-    return math.ceil(len(split.y) / batch_size)
-
-
-def fixed_batch(data: Data, size: int) -> np.ndarray:
-    """Indices into the validation split, chosen once: classes taken in turn so each shows up."""
-    size = min(size, len(data.val.y))
-    if data.task != "classification":
-        return np.arange(size)
-    by_class = [list(np.flatnonzero(data.val.y == c)) for c in range(data.num_outputs)]
-    chosen = []
-    while len(chosen) < size:
-        for members in by_class:
-            if members and len(chosen) < size:
-                chosen.append(members.pop(0))
-    return np.array(chosen)

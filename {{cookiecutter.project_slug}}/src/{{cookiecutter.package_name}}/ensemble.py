@@ -17,8 +17,7 @@ from . import config as config_lib
 from .config import Config
 from .data import Data, load
 from .errors import UsageError
-from .evaluate import score
-from .models import predict_outputs
+from .evaluate import predict_split, score
 from .pictures import ensemble_figure
 from .train import RESUMABLE_CHANGES, load_trained, train
 
@@ -70,8 +69,7 @@ def ensemble(config: Config, command: str = "") -> int:
     # about that retracing is expected here and only noise.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     data = load(member_config(config, 0))  # the split every member trained on
-    x = data.normalize(data.test.x)
-    outputs = [predict_outputs(load_trained(folder), data, x) for folder in folders]
+    outputs = [predict_split(load_trained(folder), data, data.test) for folder in folders]
     # Probabilities (not logits) and targets in their units: the average of calibrated guesses.
     names = [folder.name for folder in folders]
     scores = {name: score(data, data.test.y, out) for name, out in zip(names, outputs, strict=True)}

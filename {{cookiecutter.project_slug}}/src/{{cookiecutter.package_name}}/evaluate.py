@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +17,52 @@ from sklearn import dummy, linear_model, metrics
 from sklearn.preprocessing import OneHotEncoder
 
 from . import pictures
-from .data import Data, scale_targets
+from .data import Data, ImageFiles, Split, scale_targets
+from .errors import UsageError
+from .images import broken_file_message, decoded_chunks
 from .models import predict_outputs
+from .pipeline import make_dataset
 
 WORST_EXAMPLES = 16
-# Logistic regression's cost grows with examples x features (3,072 for a 32x32 RGB image);
-# a seeded sample of this many keeps the linear baseline quick on big folders.
+# The linear baseline is a baseline, not a second model to wait for: at most this many
+# training (and validation) examples, images averaged down to at most this many pixels a side.
 BASELINE_EXAMPLES = 5000
+BASELINE_SIDE = 16
+# Regularization strengths tried, the best chosen on the validation split: C of logistic
+# regression (smaller = stronger), alpha of ridge regression (larger = stronger).
+LOGISTIC_C = (0.01, 0.1, 1.0, 10.0)
+RIDGE_ALPHA = (0.1, 1.0, 10.0, 100.0)
+
+
+def predict_split(model, data: Data, split: Split, batch_size: int = 256) -> np.ndarray:
+    """The saved (raw-input) model's outputs on every example of a split, streamed."""
+    import tensorflow as tf
+
+    dataset = make_dataset(data, split, batch_size, shuffle=False, raw=True)
+    try:
+        return predict_outputs(model, data, dataset)
+    except tf.errors.InvalidArgumentError:
+        if isinstance(split.x, ImageFiles):
+            raise UsageError(broken_file_message(split.x.paths)) from None
+        raise
+
+
+def shrink(images: np.ndarray, side: int = BASELINE_SIDE) -> np.ndarray:
+    """Images averaged over blocks down to at most `side` pixels a side (area downsampling)."""
+    n, height, width, channels = images.shape
+    fy, fx = math.ceil(height / side), math.ceil(width / side)
+    h, w = height // fy * fy, width // fx * fx
+    blocks = images[:, :h, :w].reshape(n, h // fy, fy, w // fx, fx, channels)
+    return blocks.mean(axis=(2, 4))
 
 
 def baseline_features(data: Data, x: np.ndarray, encoder: OneHotEncoder | None) -> np.ndarray:
-    """Normalized, flattened inputs; categorical columns one-hot encoded for linear models."""
+    """Normalized, flattened inputs (images shrunk); categorical columns one-hot encoded."""
+    normalized = data.normalize(x)
+    if data.kind == "image":
+        normalized = shrink(normalized)
     # float64: scikit-learn's probabilities are then exact enough for its own log_loss check.
-    flat = data.normalize(x).reshape(len(x), -1).astype(np.float64)
+    flat = normalized.reshape(len(x), -1).astype(np.float64)
     if not data.categorical:
         return flat
     columns = list(data.categorical)
@@ -36,41 +70,65 @@ def baseline_features(data: Data, x: np.ndarray, encoder: OneHotEncoder | None) 
     return np.hstack([numeric, encoder.transform(x[:, columns]).toarray()])
 
 
+def split_features(data: Data, split: Split, encoder, index=None) -> np.ndarray:
+    """baseline_features of a split (or its examples at `index`), image files chunk by chunk."""
+    index = np.arange(len(split.y)) if index is None else index
+    if isinstance(split.x, ImageFiles):
+        chunks = decoded_chunks(split.x.subset(index))
+        return np.concatenate(
+            [baseline_features(data, chunk.astype(np.float32), encoder) for chunk in chunks]
+        )
+    return baseline_features(data, split.x[index], encoder)
+
+
+def _sample(count: int, rng) -> np.ndarray:
+    if count <= BASELINE_EXAMPLES:
+        return np.arange(count)
+    return np.sort(rng.choice(count, BASELINE_EXAMPLES, replace=False))
+
+
 def fit_baselines(data: Data) -> dict:
-    """The linear and the input-blind baselines, fitted on (at most BASELINE_EXAMPLES of)
-    the training split: a baseline, not a second model to wait for."""
-    x, y = data.train.x, data.train.y
-    if len(y) > BASELINE_EXAMPLES:
-        keep = np.random.default_rng(0).choice(len(y), BASELINE_EXAMPLES, replace=False)
-        x, y = x[keep], y[keep]
+    """The linear and the input-blind baselines, fitted on (a seeded sample of) the training
+    split; the linear one's regularization strength is the one with the lowest validation loss,
+    so it stays a fair baseline on wide inputs (raw pixels overfit unregularized)."""
+    rng = np.random.default_rng(0)
+    train_index, val_index = _sample(len(data.train.y), rng), _sample(len(data.val.y), rng)
+    y, y_val = data.train.y[train_index], data.val.y[val_index]
     encoder = None
     if data.categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore").fit(x[:, list(data.categorical)])
-    features = baseline_features(data, x, encoder)
+        columns = list(data.categorical)
+        encoder = OneHotEncoder(handle_unknown="ignore").fit(data.train.x[train_index][:, columns])
+    features = split_features(data, data.train, encoder, train_index)
+    val_features = split_features(data, data.val, encoder, val_index)
     if data.task == "classification":
-        models = {
-            "linear_baseline": linear_model.LogisticRegression(max_iter=5000),
-            "majority_baseline": dummy.DummyClassifier(strategy="prior"),
-        }
+        candidates = [linear_model.LogisticRegression(C=c, max_iter=2000) for c in LOGISTIC_C]
+        blind = dummy.DummyClassifier(strategy="prior")
     else:
-        models = {
-            "linear_baseline": linear_model.Ridge(alpha=1.0),
-            "mean_baseline": dummy.DummyRegressor(strategy="mean"),
-        }
-    for model in models.values():
-        model.fit(features, y)
-    return {name: (model, encoder) for name, model in models.items()}
+        candidates = [linear_model.Ridge(alpha=a) for a in RIDGE_ALPHA]
+        blind = dummy.DummyRegressor(strategy="mean")
+    best, best_loss = None, math.inf
+    for candidate in candidates:
+        candidate.fit(features, y)
+        loss = score(data, y_val, _outputs(data, candidate, val_features))["loss"]
+        if loss < best_loss:
+            best, best_loss = candidate, loss
+    blind.fit(features, y)
+    name = "majority_baseline" if data.task == "classification" else "mean_baseline"
+    return {"linear_baseline": (best, encoder), name: (blind, encoder)}
 
 
-def baseline_outputs(data: Data, fitted, x: np.ndarray) -> np.ndarray:
-    model, encoder = fitted
-    features = baseline_features(data, x, encoder)
+def _outputs(data: Data, model, features: np.ndarray) -> np.ndarray:
     if data.task == "classification":
         # A class missing from the training split gets probability 0 -> align to all classes.
-        probabilities = np.zeros((len(x), data.num_outputs))
+        probabilities = np.zeros((len(features), data.num_outputs))
         probabilities[:, model.classes_] = model.predict_proba(features)
         return probabilities
     return model.predict(features)
+
+
+def baseline_outputs(data: Data, fitted, split: Split) -> np.ndarray:
+    model, encoder = fitted
+    return _outputs(data, model, split_features(data, split, encoder))
 
 
 def score(data: Data, labels: np.ndarray, outputs: np.ndarray) -> dict:
@@ -152,8 +210,7 @@ def draw_worst(data: Data, outputs: np.ndarray, run_dir: Path) -> Path:
         for i, t, p in zip(worst, true_text, predicted_text, strict=True)
     ]
     if data.kind == "image":
-        value_range = (float(data.train.x.min()), float(data.train.x.max()))
-        images = pictures.to_uint8(data.test.x[worst], value_range)
+        images = pictures.to_uint8(data.test.x[worst], data.value_range)
         grid = pictures.image_grid_array(images, captions, "worst-predicted test examples")
         pictures.save_array(grid, path)
         return path
@@ -165,11 +222,12 @@ def draw_worst(data: Data, outputs: np.ndarray, run_dir: Path) -> Path:
 
 
 def evaluate_run(model, data: Data, run_dir: Path) -> dict:
-    """Scores the model and both baselines on the whole test set; writes metrics and pictures."""
-    outputs = predict_outputs(model, data, data.normalize(data.test.x))
+    """Scores the saved model (raw inputs, models.with_preprocessing) and both baselines on the
+    whole test set; writes metrics and pictures."""
+    outputs = predict_split(model, data, data.test)
     results = {"model": score(data, data.test.y, outputs)}
     for name, fitted in fit_baselines(data).items():
-        results[name] = score(data, data.test.y, baseline_outputs(data, fitted, data.test.x))
+        results[name] = score(data, data.test.y, baseline_outputs(data, fitted, data.test))
 
     report = {
         "task": data.task,

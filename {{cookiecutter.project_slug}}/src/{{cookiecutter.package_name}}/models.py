@@ -8,6 +8,7 @@ and a small output kernel, so the loss at init is the one predicted by the prior
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import sys
@@ -17,8 +18,9 @@ import keras
 import numpy as np
 from keras import layers
 
+from . import backbones
 from .config import Config
-from .data import Data, unscale_targets
+from .data import Data
 from .errors import UsageError
 
 # Output kernel scale: logits start within ~0.01 of the bias, so the loss at init is the
@@ -172,6 +174,37 @@ def resnet(input_shape, num_outputs, output_bias, filters=32, dropout_rate=0.0):
     return keras.Model(inputs, outputs, name="resnet")
 
 
+def backbone_model(
+    input_shape,
+    num_outputs,
+    output_bias,
+    backbone="MobileNetV3Small",
+    weights="imagenet",
+    dropout_rate=0.0,
+):
+    """A pretrained keras.applications network, frozen, under a new head (R3.1, R4.4, T13).
+
+    It takes raw pixels in [0, 255] and preprocesses them its own way (backbones.py), so
+    data.load leaves their normalization to it."""
+    inputs, features, _ = backbones.backbone_features(input_shape, backbone, weights)
+    x = layers.Dropout(dropout_rate)(features) if dropout_rate else features
+    outputs = output_layer(num_outputs, output_bias)(x)
+    return keras.Model(inputs, outputs, name=f"backbone_{backbone}")
+
+
+def start_fine_tuning(model: keras.Model, config: Config, data: Data, steps_per_epoch: int) -> int:
+    """Phase 2 of transfer learning: unfreezes the backbone's top model.fine_tune_layers
+    (batch norm stays frozen) and recompiles at model.fine_tune_learning_rate, constant.
+    Returns how many layers it unfroze."""
+    base = next(layer.base for layer in model.layers if isinstance(layer, backbones.InferenceMode))
+    unfrozen = backbones.fine_tune(base, config.model.fine_tune_layers)
+    rate = dataclasses.replace(
+        config.optimizer, learning_rate=config.model.fine_tune_learning_rate, schedule="constant"
+    )
+    compile_model(model, dataclasses.replace(config, optimizer=rate), data, steps_per_epoch)
+    return unfrozen
+
+
 def load_builder(name: str):
     """`package.module:function` or `path/to/file.py:function` -> the function."""
     target, _, function = name.rpartition(":")
@@ -212,7 +245,7 @@ def build_model(config: Config, data: Data) -> keras.Model:
     common = dict(
         input_shape=data.input_shape, num_outputs=data.num_outputs, output_bias=data.output_bias
     )
-    if name in ("convnet", "resnet") and data.kind != "image":
+    if name in ("convnet", "resnet", "backbone") and data.kind != "image":
         raise UsageError(
             f"model.name={name} needs images; {data.source} is a table (use mlp or linear)"
         )
@@ -230,6 +263,10 @@ def build_model(config: Config, data: Data) -> keras.Model:
         return convnet(**common, filters=m.filters, width=m.width, dropout_rate=m.dropout_rate)
     if name == "resnet":
         return resnet(**common, filters=m.filters, dropout_rate=m.dropout_rate)
+    if name == "backbone":
+        return backbone_model(
+            **common, backbone=m.backbone, weights=m.weights, dropout_rate=m.dropout_rate
+        )
     model = load_builder(name)(**common)
     if not isinstance(model, keras.Model):
         raise UsageError(f"model.name={name} returned {type(model).__name__}, not a keras.Model")
@@ -270,30 +307,56 @@ def loss_for(data: Data) -> keras.losses.Loss:
     return keras.losses.MeanSquaredError()
 
 
+def metrics_for(data: Data) -> list[keras.metrics.Metric]:
+    if data.task == "classification":
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
 def compile_model(
     model: keras.Model, config: Config, data: Data, steps_per_epoch: int
 ) -> keras.Model:
-    if data.task == "classification":
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    else:
-        metrics = [keras.metrics.MeanAbsoluteError(name="mae")]
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=loss_for(data),
-        metrics=metrics,
+        metrics=metrics_for(data),
         jit_compile={"true": True, "false": False}.get(config.train.jit_compile, "auto"),
         steps_per_execution=config.train.steps_per_execution,
     )
     return model
 
 
-def predict_outputs(
-    model: keras.Model, data: Data, x_normalized: np.ndarray, batch_size: int = 256
-):
-    """Probabilities for classification, targets in their own units for regression."""
-    logits = model.predict(x_normalized, batch_size=batch_size, verbose=0)
-    if data.task == "classification":
+def with_preprocessing(network: keras.Model, data: Data) -> keras.Model:
+    """The trained network behind the layers that turn raw inputs into what it trained on.
+
+    What model.keras holds: images as decoded pixels of any height and width (resized
+    here, as the pipeline resizes files) and tables as column values (category indices
+    for categorical columns), normalized with the training split's statistics (U6). So
+    evaluate, predict and export need the run folder, not the training data."""
+    if data.kind == "image":
+        inputs = keras.Input((None, None, data.input_shape[-1]), name="pixels")
+        x = layers.Resizing(*data.input_shape[:2], name="resize")(inputs)
+    else:
+        inputs = keras.Input(data.input_shape, name="columns")
+        x = inputs
+    x = layers.Normalization(mean=data.mean, variance=np.square(data.std), name="normalize")(x)
+    # Uncompiled: no optimizer state in the file, and loading it warns of none.
+    return keras.Model(inputs, network(x), name=network.name)
+
+
+def predict_outputs(model: keras.Model, data: Data, inputs, batch_size: int = 256):
+    """Probabilities for classification, targets in their own units for regression; `inputs`
+    is an array or a dataset of batches, as the model takes them."""
+    if isinstance(inputs, np.ndarray):
+        logits = model.predict(inputs, batch_size=batch_size, verbose=0)
+    else:
+        logits = model.predict(inputs, verbose=0)
+    return outputs_from_logits(logits, data.task, data.target_mean, data.target_std)
+
+
+def outputs_from_logits(logits: np.ndarray, task: str, target_mean: float, target_std: float):
+    if task == "classification":
         # Softmax in float64 so the probabilities sum to one for the metrics that check it.
         shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
-    return unscale_targets(data, logits[:, 0])
+    return logits[:, 0] * target_std + target_mean

@@ -27,19 +27,12 @@ from .callbacks import (
     save_seed_states,
 )
 from .config import Config
-from .data import (
-    Data,
-    fixed_batch,
-    load,
-    make_dataset,
-    scale_targets,
-    steps_per_epoch,
-    unscale_targets,
-)
+from .data import Data, load, scale_targets, unscale_targets
 from .devices import describe, make_strategy, process_id, set_precision, stop_workers
 from .errors import UsageError
 from .evaluate import evaluate_run, headline, write_metrics
-from .models import build_model, compile_model
+from .models import build_model, compile_model, start_fine_tuning, with_preprocessing
+from .pipeline import fixed_batch, make_dataset, steps_per_epoch
 
 # The final epoch's weights and optimizer state, which run.extend continues from (R6.3, U1),
 # and where its random layers (dropout) were in their sequences, which .keras files omit.
@@ -145,18 +138,51 @@ def expected_initial_loss(data: Data) -> float:
     return float(np.mean((scaled - data.output_bias[0]) ** 2))
 
 
-def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict):
+def fit_phases(config: Config, done: int) -> list[tuple[str, int]]:
+    """The fits still to run, as (phase, epoch it ends at): one "train" phase; for a pretrained
+    backbone (model.name=backbone), "head" with the backbone frozen up to model.head_epochs,
+    then "fine_tune" (the Keras transfer-learning guide's two phases, R4.4). The head's
+    phase has a fixed length, so a resumed run knows its phase from its epoch alone."""
+    m, epochs = config.model, config.train.epochs
+    if m.name != "backbone" or m.fine_tune_layers == 0:
+        return [("train", epochs)]
+    head_end = min(m.head_epochs, epochs)
+    phases = [("head", head_end)] if done < head_end else []
+    return phases + ([("fine_tune", epochs)] if epochs > head_end else [])
+
+
+def training_stream(config: Config, data: Data, first_epoch: int):
+    """The endless stream of shuffled training epochs, from first_epoch on: a resumed run, or
+    the next phase, goes on with the data orders an uninterrupted run would have seen."""
+    return make_dataset(
+        data,
+        data.train,
+        config.train.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        augment=config.data.augment,
+        whole_batches=config.train.strategy == "multi_worker",
+        first_epoch=first_epoch,
+        cache=config.data.cache,
+    )
+
+
+def make_callbacks(
+    config: Config, data: Data, run_dir: Path, initial_logs: dict, phase: str = "train"
+):
     guard = NaNGuard()
     chosen = fixed_batch(data, config.train.prediction_examples)
     images = None
     if data.kind == "image":
         from .pictures import to_uint8
 
-        images = to_uint8(
-            data.val.x[chosen], (float(data.train.x.min()), float(data.train.x.max()))
-        )
+        pixels = data.val.x[chosen]
+        images = to_uint8(pixels, data.value_range)
+        x = data.normalize(pixels)
+    else:
+        x = data.normalize(data.val.x[chosen])
     panel = PredictionPanel(
-        x=data.normalize(data.val.x[chosen]),
+        x=x,
         labels=data.val.y[chosen],
         folder=run_dir / "predictions",
         task=data.task,
@@ -169,13 +195,21 @@ def make_callbacks(config: Config, data: Data, run_dir: Path, initial_logs: dict
     budget = SaveBudget()
     callbacks = [
         guard,
-        HistoryCSV(run_dir / "history.csv", initial_logs),
-        # BestCheckpoint keeps the best weights and train() restores them after fit, across
-        # resumes too, so EarlyStopping need not copy them every epoch as well.
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience),
+        # A backbone's rows say which phase they belong to.
+        HistoryCSV(
+            run_dir / "history.csv",
+            initial_logs,
+            extra={} if phase == "train" else {"fine_tuning": float(phase == "fine_tune")},
+        ),
         # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
         BudgetedBackupAndRestore(str(run_dir / "backup"), budget),
     ]
+    if phase != "head":  # the head's phase has a fixed length (fit_phases)
+        # BestCheckpoint keeps the best weights and train() restores them after fit, across
+        # resumes too, so EarlyStopping need not copy them every epoch as well.
+        callbacks.insert(
+            2, keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
+        )
     if config.optimizer.ema:
         # Validation, the best checkpoint and the picture see the averaged weights (T17);
         # after the backup, so the backup keeps the raw ones training resumes from.
@@ -212,17 +246,14 @@ def train(config: Config, command: str) -> int:
     ## Data: errors here stop the run before anything is written
     data = load(config)
     batch_size = config.train.batch_size
-    train_ds = make_dataset(
+    val_ds = make_dataset(
         data,
-        data.train,
+        data.val,
         batch_size,
-        shuffle=True,
-        seed=config.seed,
-        augment=config.data.augment,
+        shuffle=False,
         whole_batches=multi_worker,
-        first_epoch=done,  # a resumed run goes on with the data orders it would have seen
+        cache=config.data.cache,
     )
-    val_ds = make_dataset(data, data.val, batch_size, shuffle=False, whole_batches=multi_worker)
     steps = steps_per_epoch(data.train, batch_size, whole_batches=multi_worker)
     print(
         f"data: {data.source} ({data.kind}, {data.task}) "
@@ -230,9 +261,13 @@ def train(config: Config, command: str) -> int:
     )
 
     ## Model: built and compiled in the strategy's scope so its variables are mirrored
+    phases = fit_phases(config, done)
+    fine_tuning = phases[0][0] == "fine_tune"  # a backbone resumed or continued after its head
     with strategy.scope():
         model = build_model(config, data)
         compile_model(model, config, data, steps)
+        if fine_tuning:
+            start_fine_tuning(model, config, data, steps)
         if state == "extend":  # weights and optimizer state of the last epoch (R6.3, U1)
             model.optimizer.build(model.trainable_variables)
             model.load_weights(run_dir / LAST)
@@ -275,23 +310,39 @@ def train(config: Config, command: str) -> int:
             "from the output bias)"
         )
 
-    ## Fit
-    callbacks, guard = make_callbacks(config, data, run_dir, initial_logs)
+    ## Fit: one phase; for a pretrained backbone, its new head first, then fine-tuning (R4.4)
     started = time.perf_counter()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.train.epochs,
-        steps_per_epoch=steps,  # train_ds is an endless stream of epochs
-        initial_epoch=done,  # BackupAndRestore sets it again from its backup on a resume
-        callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles; fit's own flag only warns on datasets
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    for phase, last_epoch in phases:
+        if phase == "fine_tune":
+            if not fine_tuning:
+                with strategy.scope():
+                    start_fine_tuning(model, config, data, steps)
+                fine_tuning = True
+            m = config.model
+            print(
+                f"fine-tuning from epoch {done}: the top {m.fine_tune_layers} layers of "
+                f"{m.backbone} (batch norm frozen) at learning rate {m.fine_tune_learning_rate:g}"
+            )
+        elif phase == "head":
+            print(f"training the new head on the frozen {config.model.backbone} to {last_epoch}")
+        callbacks, guard = make_callbacks(config, data, run_dir, initial_logs, phase)
+        model.fit(
+            training_stream(config, data, first_epoch=done),
+            validation_data=val_ds,
+            epochs=last_epoch,
+            steps_per_epoch=steps,  # the stream is endless
+            initial_epoch=done,  # BackupAndRestore sets it again from its backup on a resume
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles; fit's own flag only warns on datasets
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        if guard.message:
+            print(f"error: {guard.message}", file=sys.stderr)
+            return 1
+        done, initial_logs = epochs_done(run_dir), {}
+        if model.stop_training:  # early stopping ends the run, not just the phase
+            break
     seconds = time.perf_counter() - started
-    if guard.message:
-        print(f"error: {guard.message}", file=sys.stderr)
-        return 1
 
     ## Save the last epoch (to continue from) and the best (BestCheckpoint kept it on disk)
     model.save(run_dir / LAST)
@@ -299,7 +350,11 @@ def train(config: Config, command: str) -> int:
     best = run_dir / "checkpoints" / "best.keras"
     if best.exists():
         model.load_weights(best)
+    # model.keras takes raw inputs: the normalization (and resizing) are layers of it.
+    with strategy.scope():
+        model = with_preprocessing(model, data)
     model.save(run_dir / "model.keras")
+    write_data_description(data, config, run_dir)
     if multi_worker:
         model = stop_workers(run_dir / "model.keras")
 
@@ -325,6 +380,29 @@ def train(config: Config, command: str) -> int:
     )
     print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
     return 0
+
+
+def write_data_description(data: Data, config: Config, run_dir: Path) -> Path:
+    """data.json: what predict and export need to know of the data besides model.keras."""
+    description = {
+        "source": data.source,
+        "kind": data.kind,
+        "task": data.task,
+        "class_names": data.class_names,
+        "target_mean": data.target_mean,
+        "target_std": data.target_std,
+        "input_shape": list(data.input_shape),
+        "feature_names": data.feature_names,
+        "label_column": config.data.label_column,
+        "path_column": config.data.path_column,
+        # Tables: each categorical column's vocabulary (index i + 1 for entry i, 0 = unseen)
+        # and the training means that fill missing numbers.
+        "vocabularies": {data.feature_names[j]: v for j, v in data.vocabularies.items()},
+        "fill": [float(v) for v in data.mean] if data.kind == "tabular" else [],
+    }
+    path = run_dir / "data.json"
+    path.write_text(json.dumps(description, indent=2) + "\n")
+    return path
 
 
 def load_trained(run_dir: Path) -> keras.Model:

@@ -25,9 +25,10 @@ from . import config as config_lib
 from . import models
 from .callbacks import NaNGuard
 from .config import Config
-from .data import Data, load, make_dataset, steps_per_epoch
+from .data import Data, load
 from .devices import make_strategy, set_precision
 from .errors import UsageError
+from .pipeline import make_dataset, steps_per_epoch
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,17 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         """The batch size is a hyperparameter, so the datasets are built here, per trial."""
         config = self.trial_config(hp)
         batch_size, data, augment = config.train.batch_size, self.data, config.data.augment
+        cache = config.data.cache
         train_ds = make_dataset(
-            data, data.train, batch_size, shuffle=True, seed=config.seed, augment=augment
+            data,
+            data.train,
+            batch_size,
+            shuffle=True,
+            seed=config.seed,
+            augment=augment,
+            cache=cache,
         )
-        val_ds = make_dataset(data, data.val, batch_size, shuffle=False)
+        val_ds = make_dataset(data, data.val, batch_size, shuffle=False, cache=cache)
         steps = steps_per_epoch(data.train, batch_size)  # train_ds is an endless stream
         history = model.fit(
             train_ds, validation_data=val_ds, steps_per_epoch=steps, shuffle=False, **kwargs

@@ -33,7 +33,14 @@ from .common import (
 )
 from .common import sample as sample
 from .drawing import draw_first_layer_weights, draw_input_batch
-from .model import batch_independence, human_baseline, init_loss, lr_schedule, output_activation
+from .model import (
+    backbone_input_range,
+    batch_independence,
+    human_baseline,
+    init_loss,
+    lr_schedule,
+    output_activation,
+)
 from .training import classify_curve as classify_curve
 from .training import determinism, input_independent_baseline, loss_decreases, overfit_one_batch
 
@@ -46,6 +53,7 @@ ALL_CHECKS = (
     overfit_one_batch,
     loss_decreases,
     input_independent_baseline,
+    backbone_input_range,
     human_baseline,
 )
 FAST_CHECKS = (
@@ -54,6 +62,7 @@ FAST_CHECKS = (
     batch_independence,
     lr_schedule,
     overfit_one_batch,
+    backbone_input_range,
     human_baseline,
 )
 
@@ -62,7 +71,8 @@ FAST_CHECKS = (
 
 
 def run_checks(setup: Setup, checks) -> list[Result]:
-    """Runs each check and prints its line at once; a crash becomes that check's FAIL."""
+    """Runs each check and prints its line at once; a crash becomes that check's FAIL, and a
+    check that does not apply to this model (it returns None) is left out."""
     results = []
     with warnings.catch_warnings():
         # Keras warns on every softmax + from_logits loss; output_activation reports it once.
@@ -75,6 +85,8 @@ def run_checks(setup: Setup, checks) -> list[Result]:
             except Exception as err:  # one broken check must not hide the other verdicts
                 why = f"the check could not run: {type(err).__name__}: {str(err)[:300]}"
                 result = Result(check_function.__name__, FAIL, None, None, why)
+            if result is None:
+                continue
             print(result.line(), flush=True)
             results.append(result)
     return results

@@ -11,7 +11,8 @@ import numpy as np
 
 from .. import models, train
 from ..config import Config
-from ..data import Data, Split, make_dataset, scale_targets, steps_per_epoch
+from ..data import Data, Split, scale_targets
+from ..pipeline import make_dataset, steps_per_epoch
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -77,20 +78,14 @@ def _show(value) -> str:
 
 
 def sample(data: Data, limit: int, seed: int) -> tuple[Data, str]:
-    """At most `limit` training and validation examples (seeded), and a sentence saying so."""
-    if len(data.train.y) <= limit and len(data.val.y) <= limit:
-        return data, ""
-    rng = np.random.default_rng(seed)
-
-    def take(split: Split) -> Split:
-        if len(split.y) <= limit:
-            return split
-        keep = np.sort(rng.choice(len(split.y), limit, replace=False))
-        return Split(split.x[keep], split.y[keep], split.ids[keep])
-
+    """At most `limit` training and validation examples (seeded), in memory (image files
+    decoded), and a sentence saying so."""
+    sampled, fewer = data.in_memory(limit, seed, test=False)
+    if not fewer:
+        return sampled, ""
     total = len(data.train.y)
     note = f"checks use {min(limit, total)} of {total} training examples (check.sample={limit})"
-    return dataclasses.replace(data, train=take(data.train), val=take(data.val)), note
+    return sampled, note
 
 
 def make_setup(config: Config, data: Data, seconds: float = CHECK_SECONDS) -> Setup:

@@ -107,8 +107,7 @@ def draw_overfit(setup: Setup, run: dict, shape: str) -> Path:
     if data.task == "classification":
         images = None
         if data.kind == "image":
-            value_range = (float(data.train.x.min()), float(data.train.x.max()))
-            images = pictures.to_uint8(data.train.x[run["chosen"]], value_range)
+            images = pictures.to_uint8(data.train.x[run["chosen"]], data.value_range)
         panel = pictures.classification_panel(
             softmax_rows(outputs), run["y"], data.class_names, "label -> prediction", images
         )

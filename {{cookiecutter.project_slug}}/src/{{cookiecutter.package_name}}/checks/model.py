@@ -1,5 +1,5 @@
 """Checks of the model and setup before training: loss at init, output activation, batch
-independence, learning-rate schedule, human baseline."""
+independence, learning-rate schedule, a pretrained backbone's input range, human baseline."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import keras
 import numpy as np
 
-from .. import models, train
+from .. import backbones, models, train
 from ..config import BUILTIN_MODELS
 from ..data import Data
 from .common import (
@@ -288,6 +288,36 @@ def lr_schedule(setup: Setup) -> Result:
 
 
 # -- overfit one batch (R2.8, U11, T1)
+
+
+def backbone_input_range(setup: Setup) -> Result | None:
+    """Hypothesis: a pretrained backbone sees pixels as it did on ImageNet (R4.4): raw values in
+    [0, 255], which its own preprocessing maps to what its weights expect (the classic bug is a
+    checkpoint fed inputs without its original mean or scale). Expected: the training inputs,
+    as they enter the network, within [0, 255] and reaching above 2 (not already scaled to
+    [0, 1]). Only for model.name=backbone."""
+    config = setup.config
+    if config.model.name != "backbone":
+        return None
+    x, _ = split_inputs(setup.data, setup.data.train)
+    low, high = float(x.min()), float(x.max())
+    floor, ceiling = backbones.input_range(config.model.backbone)
+    measured, expected = f"[{low:.3g}, {high:.3g}]", f"within [{floor:g}, {ceiling:g}], max > 2"
+    if low < floor - 1e-3 or high > ceiling + 1e-3:
+        why = (
+            f"{config.model.backbone} was trained on pixels in [{floor:g}, {ceiling:g}] and "
+            "preprocesses them itself; these inputs were normalized or scaled on the way: feed "
+            "raw pixels"
+        )
+        return Result("backbone_input_range", FAIL, measured, expected, why)
+    if high <= 2:
+        why = (
+            f"the inputs look scaled to [0, 1] already; {config.model.backbone} rescales 0..255 "
+            "pixels itself, so it sees near-black images: feed raw pixels"
+        )
+        return Result("backbone_input_range", FAIL, measured, expected, why)
+    why = f"raw pixels reach {config.model.backbone}, which preprocesses them its own way"
+    return Result("backbone_input_range", PASS, measured, expected, why)
 
 
 def human_baseline(setup: Setup) -> Result:

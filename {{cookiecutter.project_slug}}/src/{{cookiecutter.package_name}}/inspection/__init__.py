@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config
-from ..data import load, resolve_source
+from ..data import list_image_csv, list_image_folder, load, resolve_source
 from ..errors import UsageError
 from .common import PICTURES, SEVERITIES, Finding, Namer, plural, replace_non_finite, splits_of
 from .features import feature_findings, image_findings, leak_findings
-from .files import image_file_findings, scan_csv, scan_image_folder
+from .files import image_file_findings, scan_csv, scan_images
 from .report import image_pictures, sample_index, table_pictures, write_report
 from .splits import balance_findings, content_keys, duplicate_findings
 
@@ -40,11 +40,15 @@ def inspect(config: Config) -> int:
     """
     started = time.perf_counter()
     d = config.data
-    where, _, location = resolve_source(d.source).partition(":")
+    where, _, location = resolve_source(d.source, d.path_column).partition(":")
     findings: list[Finding] = []
     scan = None
-    if where == "folder":
-        scan = scan_image_folder(Path(location))
+    if where in ("folder", "image_csv"):
+        if where == "folder":
+            paths, _ = list_image_folder(Path(location))
+        else:
+            paths, _ = list_image_csv(Path(location), d.path_column, d.label_column)
+        scan = scan_images(paths)
         findings += image_file_findings(scan)
     elif where == "csv":
         findings += scan_csv(Path(location), d.label_column, d.missing)
@@ -62,8 +66,14 @@ def inspect(config: Config) -> int:
         for finding in findings:  # what the files showed still helps explain why loading failed
             print(finding.line())
         raise
-    replace_non_finite(data)
-    name = Namer(where)
+    # Image files: the pictures and the pixel statistics study a decoded sample of each split;
+    # the files, duplicates and balance above and below cover every file.
+    pictured, pictures_sampled = data, False
+    if data.streamed:
+        pictured, pictures_sampled = data.in_memory(config.check.sample, config.seed)
+    else:
+        replace_non_finite(data)
+    name = Namer("folder" if where == "image_csv" else where)
 
     rng = np.random.default_rng(config.seed)
     limit = config.check.sample
@@ -71,6 +81,16 @@ def inspect(config: Config) -> int:
     train_sample = sample_index(len(data.train.y), limit, rng)
     val_sample = sample_index(len(data.val.y), limit, rng)
     sampled = total > limit
+    if data.streamed and pictures_sampled:
+        findings.append(
+            Finding(
+                "sampled_images",
+                "info",
+                f"the image statistics, outliers and pictures used a decoded sample of at most "
+                f"{limit} images per split (check.sample); files, duplicates and balance cover "
+                f"all {total}",
+            )
+        )
 
     result: dict = {
         "source": d.source,
@@ -85,7 +105,7 @@ def inspect(config: Config) -> int:
     findings += more
     result.update(balance)
     if data.kind == "image":
-        more, image_stats = image_findings(data, name)
+        more, image_stats = image_findings(pictured, name)
         findings += more
         findings.append(
             Finding(
@@ -107,7 +127,7 @@ def inspect(config: Config) -> int:
     for picture in PICTURES:
         (folder / picture).unlink(missing_ok=True)
     if data.kind == "image":
-        result["pictures"], notes = image_pictures(data, folder, image_stats, rng)
+        result["pictures"], notes = image_pictures(pictured, folder, image_stats, rng)
         image_stats.pop("brightness_order")
         result["image_stats"] = image_stats
     else:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import list_image_folder, read_csv
+from ..data import read_csv
 from .common import (
     MAX_FILE_FINDINGS,
     MIXED_NUMERIC_SHARE,
@@ -24,11 +24,10 @@ from .common import (
 # ---------------------------------------------------------------- files, before loading
 
 
-def scan_image_folder(folder: Path) -> ImageScan:
+def scan_images(paths: list[Path]) -> ImageScan:
     """Decodes every image once; an unreadable file is recorded by path, not raised (R1.3)."""
     from PIL import Image
 
-    paths, _ = list_image_folder(folder)
     scan = ImageScan()
     for path in paths:
         try:

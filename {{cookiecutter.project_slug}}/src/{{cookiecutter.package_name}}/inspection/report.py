@@ -34,7 +34,7 @@ def image_pictures(
     and brightest images (R1.5)."""
     from ..pictures import image_grid_array, save_array, to_uint8
 
-    value_range = (float(data.train.x.min()), float(data.train.x.max()))
+    value_range = data.value_range
     notes = []
     images, captions = [], []
     if data.task == "classification":

@@ -1,0 +1,223 @@
+"""tf.data pipelines: a split's examples -> (decode) -> batch -> normalize -> augment -> prefetch.
+
+Arrays in memory (embedded data, tables) are normalized once and sliced into batches.
+Image files are decoded in parallel, batch by batch, every epoch (or once, with
+data.cache), so memory does not grow with the number of images. Either way the
+training stream is endless, one seeded permutation per epoch, so a resumed run sees
+the orders an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .data import Data, ImageFiles, Split, scale_targets
+from .errors import UsageError
+from .images import decode_image
+
+# Decoded images a file cache's shuffle holds: about 200 MB of 128 px RGB images.
+CACHE_SHUFFLE_BUFFER = 4096
+
+
+def augmenter(data: Data, seed: int):
+    """A light, label-preserving augmentation (off by default, R2.2)."""
+    import keras
+
+    if data.kind == "image":
+        return keras.layers.Pipeline(
+            [
+                keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+                keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
+            ]
+        )
+    return keras.layers.GaussianNoise(0.05, seed=seed)
+
+
+def _file_batches(
+    files: ImageFiles, y, batch_size, *, shuffle, seed, first_epoch, whole_batches, cache
+):
+    """Batches of uint8 images decoded from files; with shuffle, an endless stream of epochs."""
+    import tensorflow as tf
+
+    n, size, channels = len(files), tuple(files.size), files.channels
+    paths, labels = tf.constant(files.paths.astype(str)), tf.constant(y)
+    calls = tf.data.AUTOTUNE  # decoding is the work: as many cores as help
+
+    def decode(path, label):
+        return decode_image(path, size, channels), label
+
+    if cache != "none":
+        # Decoded once, in order, then read back every epoch and shuffled through a buffer.
+        target = "" if cache == "memory" else _cache_file(cache, files)
+        decoded = tf.data.Dataset.from_tensor_slices((paths, labels))
+        decoded = decoded.map(decode, num_parallel_calls=calls).cache(target)
+        if not shuffle:
+            return decoded.batch(batch_size, drop_remainder=whole_batches)
+        buffer = n if cache == "memory" else min(n, CACHE_SHUFFLE_BUFFER)
+
+        def cached_epoch(number):
+            order_seed = tf.constant(seed, tf.int64) * 1_000_003 + number
+            return decoded.shuffle(buffer, seed=order_seed).batch(
+                batch_size, drop_remainder=whole_batches
+            )
+
+        return tf.data.Dataset.counter(start=first_epoch).flat_map(cached_epoch)
+
+    if not shuffle:
+        dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+        return dataset.map(decode, num_parallel_calls=calls).batch(
+            batch_size, drop_remainder=whole_batches
+        )
+
+    def epoch(number):
+        # Epoch e's order is seeded by (seed, e): the same on every device and process.
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
+        )
+        examples = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(paths, order), tf.gather(labels, order))
+        )
+        # A file that cannot be decoded is skipped with a warning rather than ending the run
+        # (inspect names it); each epoch is batched on its own, so no batch spans two.
+        examples = examples.map(decode, num_parallel_calls=calls).ignore_errors(log_warning=True)
+        return examples.batch(batch_size, drop_remainder=whole_batches)
+
+    return tf.data.Dataset.counter(start=first_epoch).flat_map(epoch)
+
+
+def _cache_file(folder: str, files: ImageFiles) -> str:
+    """A cache file per list of files and decoding: another split or size never reads it."""
+    import hashlib
+
+    key = hashlib.blake2b(digest_size=8)
+    key.update(f"{tuple(files.size)}x{files.channels}".encode())
+    for path in files.paths:
+        key.update(str(path).encode() + b"\0")
+    root = Path(folder).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    prefix = root / f"images-{key.hexdigest()}"
+    # A run killed while writing the cache leaves a lock file that would stop every later run.
+    for stale in root.glob(f"{prefix.name}*.lockfile"):
+        stale.unlink()
+    return str(prefix)
+
+
+def _array_batches(x, y, batch_size, *, shuffle, seed, first_epoch, whole_batches):
+    """Batches of arrays in memory; with shuffle, an endless stream of epochs.
+
+    The shuffle is one permutation op and one gather per epoch, cut into the epoch's
+    batches by slicing, so each epoch ends with its own short batch and no batch spans
+    two epochs. The gathered epoch is one more copy of the split in memory, as a shuffle
+    buffer would be. Endless, so that fit keeps one iterator: with a fresh one every epoch
+    (fit's way with a finite dataset) the step waited for the buffer to refill."""
+    import tensorflow as tf
+
+    if not shuffle:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y))
+        return dataset.batch(batch_size, drop_remainder=whole_batches)
+    n, full = len(y), len(y) // batch_size
+    whole = full * batch_size  # the examples in whole batches; the rest make the last one
+    x, y = tf.constant(x), tf.constant(y)
+
+    def epoch(number):
+        # Epoch e's order is seeded by (seed, e): the same on every device and process.
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
+        )
+        xs, ys = tf.gather(x, order), tf.gather(y, order)
+        batches = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.reshape(xs[:whole], (full, batch_size, *x.shape[1:])),
+                tf.reshape(ys[:whole], (full, batch_size, *y.shape[1:])),
+            )
+        )
+        if whole < n and not whole_batches:
+            last = tf.data.Dataset.from_tensors((xs[whole:], ys[whole:]))
+            batches = batches.concatenate(last)
+        return batches
+
+    # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
+    # drops a rebatch, so every "batch" would be the whole epoch.
+    return tf.data.Dataset.counter(start=first_epoch).flat_map(epoch)
+
+
+def make_dataset(
+    data: Data,
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    augment: bool = False,
+    whole_batches: bool = False,
+    first_epoch: int = 0,
+    raw: bool = False,
+    cache: str = "none",
+):
+    """Batches of a split: in order and once through, or, with shuffle, an endless stream of
+    epochs, each a fresh permutation of the whole split. Fit the stream with
+    steps_per_epoch=steps_per_epoch(split, batch_size, whole_batches). Epoch e's order
+    depends on (seed, e) alone, and the stream starts at first_epoch: a resumed or
+    continued run that passes the epochs it has done sees the orders an uninterrupted run
+    would have seen, rather than epoch 0's again.
+
+    Inputs are normalized by data.normalize (arrays once, here; image batches as they are
+    decoded), unless raw: then they stay as the saved model takes them (models.
+    with_preprocessing), float32 pixels or column values. Image files are decoded with
+    `cache` (data.cache): none, memory or a folder.
+
+    whole_batches drops each epoch's last, partial batch: keras.distribution splits
+    every batch between the processes and needs its size fixed.
+    """
+    import tensorflow as tf
+
+    y = scale_targets(data, split.y)
+    if shuffle and whole_batches and len(y) < batch_size:
+        raise UsageError(f"{len(y)} training examples make no whole batch of {batch_size}")
+    order = dict(shuffle=shuffle, seed=seed, first_epoch=first_epoch, whole_batches=whole_batches)
+    if isinstance(split.x, ImageFiles):
+        dataset = _file_batches(split.x, y, batch_size, cache=cache, **order)
+        mean, std = tf.constant(data.mean), tf.constant(data.std)
+
+        def to_float(x, y):
+            x = tf.cast(x, tf.float32)
+            return (x if raw else (x - mean) / std), y
+
+        dataset = dataset.map(to_float)
+    else:
+        # The split is normalized once, here: a map would cost a function call every batch.
+        x = split.x if raw else data.normalize(split.x)
+        dataset = _array_batches(x.astype(np.float32), y, batch_size, **order)
+    if augment:
+        layer = augmenter(data, seed)
+        dataset = dataset.map(
+            lambda x, y: (layer(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    options = tf.data.Options()
+    # Arrays in memory: tf.data's autotuning runs an optimizer thread beside every iterator,
+    # which on a CPU takes a core from the training step. Decoding files needs it.
+    options.autotune.enabled = isinstance(split.x, ImageFiles)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def steps_per_epoch(split: Split, batch_size: int, whole_batches: bool = False) -> int:
+    if whole_batches:
+        return len(split.y) // batch_size
+    return math.ceil(len(split.y) / batch_size)
+
+
+def fixed_batch(data: Data, size: int) -> np.ndarray:
+    """Indices into the validation split, chosen once: classes taken in turn so each shows up."""
+    size = min(size, len(data.val.y))
+    if data.task != "classification":
+        return np.arange(size)
+    by_class = [list(np.flatnonzero(data.val.y == c)) for c in range(data.num_outputs)]
+    chosen = []
+    while len(chosen) < size:
+        for members in by_class:
+            if members and len(chosen) < size:
+                chosen.append(members.pop(0))
+    return np.array(chosen)
