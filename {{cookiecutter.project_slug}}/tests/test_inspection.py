@@ -286,6 +286,27 @@ def test_corrupt_image_is_named_and_the_rest_inspected(project, make_config, ima
     assert report["corrupt_files"][0]["path"].endswith("broken.png")
 
 
+def test_a_big_folder_is_pictured_from_a_sample_and_checked_file_by_file(
+    project, make_config, image_folder
+):
+    """Images stay files: the pictures decode a sample, while every file is decoded once for
+    the file findings and the duplicate hashes (a copy across splits is still an error)."""
+    import shutil
+
+    (image_folder / "dog" / "broken.png").write_bytes(b"not a png at all")
+    shutil.copy(image_folder / "cat" / "0.png", image_folder / "cat" / "copy.png")
+    status, report = _inspect(
+        project, make_config, f"data.source={image_folder}", "check.sample=10"
+    )
+    assert status == 1
+    (note,) = _found(report, "sampled_images")
+    assert "at most 10 images per split" in note["detail"] and "all 25" in note["detail"]
+    assert report["corrupt_files"][0]["path"].endswith("broken.png")
+    copies = _found(report, "duplicate_across_splits") + _found(report, "duplicate_within_split")
+    assert any("copy.png" in finding["detail"] for finding in copies)
+    assert "examples.png" in report["pictures"]
+
+
 def test_unloadable_folder_still_names_its_corrupt_files(
     project, make_config, image_folder, capsys
 ):

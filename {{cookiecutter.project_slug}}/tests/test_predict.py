@@ -1,6 +1,8 @@
 """predict and export on a finished run: the same numbers as evaluate, from raw inputs alone."""
 
+import copy
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -102,12 +104,17 @@ def test_bad_predict_inputs_say_one_line_and_write_nothing(project, image_run, r
 
 
 @pytest.mark.slow
-def test_the_saved_model_serves_raw_pixels_like_model_keras(project, image_run, tmp_path):
+def test_the_saved_model_serves_raw_pixels_like_model_keras(project, image_run, tmp_path, capsys):
     """The SavedModel, loaded by a process that imports TensorFlow alone, gives model.keras's
     probabilities on the whole test set (uint8 pixels in, probabilities out)."""
     import keras
 
-    assert project.predict.export(image_run) == 0
+    config = copy.deepcopy(image_run)
+    config.export.litert = config.export.onnx = True
+    assert project.predict.export(config) == 0
+    assert (image_run.run_dir / "export" / "model.tflite").stat().st_size > 0
+    if importlib.util.find_spec("tf2onnx") is None:  # not in the dev extra: said, not raised
+        assert "export.onnx: skipped, tf2onnx is not installed" in capsys.readouterr().out
     data = project.data.load(project.config.build_config([image_run.run_dir / "config.yaml"]))
     pixels = np.concatenate(list(project.images.decoded_chunks(data.test.x)))
     np.save(tmp_path / "pixels.npy", pixels)

@@ -36,7 +36,8 @@ class DataConfig:
     source: str = _field(
         "digits",
         "digits | breast_cancer | diabetes (scikit-learn's embedded data, offline), "
-        "a folder of images with one sub-folder per class, or a .csv file",
+        "a folder of images with one sub-folder per class, or a .csv file: a table, or a "
+        "list of image files with data.path_column (docs/your-data.md)",
     )
     label_column: str = _field("label", "CSV column holding the label (CSV sources only)")
     path_column: str = _field(
@@ -185,8 +186,8 @@ class PredictConfig:
 
 @dataclass
 class ExportConfig:
-    onnx: bool = _field(False, "also write model.onnx (needs the onnx extra: tf2onnx)")
-    litert: bool = _field(False, "also write model.tflite (needs the litert extra)")
+    onnx: bool = _field(False, "also write model.onnx, logits out (needs the onnx extra: tf2onnx)")
+    litert: bool = _field(False, "also write model.tflite, logits out (TensorFlow's converter)")
 
 
 @dataclass

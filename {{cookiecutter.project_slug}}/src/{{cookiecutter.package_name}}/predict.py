@@ -192,16 +192,14 @@ def export(config: Config) -> int:
 
 
 def _other_formats(config: Config, model, folder: Path) -> None:
-    """ONNX and LiteRT where their packages are installed; one line saying why not otherwise."""
-    wanted = [
-        ("onnx", "model.onnx", "tf2onnx", config.export.onnx),
-        ("litert", "model.tflite", "ai_edge_litert", config.export.litert),
-    ]
-    for name, filename, package, asked in wanted:
-        if not asked:
-            continue
-        if importlib.util.find_spec(package) is None:
-            print(f"export.{name}: skipped, {package} is not installed (pip install {package})")
-            continue
-        model.export(str(folder / filename), format=name, verbose=False)
-        print(f"{name}: {folder / filename}")
+    """model.onnx (needs tf2onnx, the onnx extra) and model.tflite (TensorFlow's own converter):
+    the model itself, raw inputs in, logits out. One line saying why when one cannot be made."""
+    if config.export.onnx:
+        if importlib.util.find_spec("tf2onnx") is None:
+            print("export.onnx: skipped, tf2onnx is not installed (pip install -e '.[onnx]')")
+        else:
+            model.export(str(folder / "model.onnx"), format="onnx", verbose=False)
+            print(f"ONNX: {folder / 'model.onnx'} (logits)")
+    if config.export.litert:
+        model.export(str(folder / "model.tflite"), format="litert", verbose=False)
+        print(f"LiteRT: {folder / 'model.tflite'} (logits)")

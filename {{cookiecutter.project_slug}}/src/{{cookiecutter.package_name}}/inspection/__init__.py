@@ -133,7 +133,7 @@ def inspect(config: Config) -> int:
     else:
         result["pictures"], notes = table_pictures(data, folder, result["features"], train_sample)
     findings += [Finding("plot_capped", "info", note) for note in notes]
-    if sampled:
+    if sampled and not data.streamed:  # image files: sampled_images says it
         findings.append(
             Finding(
                 "sampled",
