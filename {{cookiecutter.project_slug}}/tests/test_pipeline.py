@@ -43,7 +43,7 @@ def test_image_files_are_listed_not_decoded(project, folder_data):
     assert data.value_range == (0.0, 255.0)
     # Indexing decodes just those files, through the pipeline's decoder.
     pixels = data.val.x[np.array([0, 1])]
-    assert pixels.shape == (2, 16, 16, 3) and pixels.dtype == np.float32
+    assert pixels.shape == (2, 16, 16, 3) and pixels.dtype == np.uint8
     assert 0 <= pixels.min() and pixels.max() <= 255
 
 

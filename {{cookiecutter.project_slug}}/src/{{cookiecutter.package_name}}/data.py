@@ -12,8 +12,11 @@ at test time is preprocessed exactly like what it trained on (U6).
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +31,15 @@ from .images import decode_files, decoded_chunks
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 # Integer labels with at most this many distinct values are taken as classes.
 MAX_INFERRED_CLASSES = 20
+# Cells of a CSV table parsed at a time: the only ones held as Python strings at once.
+CSV_CHUNK_CELLS = 1 << 18
 
 
 @dataclass
 class ImageFiles:
     """A split's images as files. Indexing decodes just the files asked for, resized to
-    `size`, as float32 in 0..255, through the training pipeline's own decoder; `subset`
-    selects files without decoding any."""
+    `size`, as uint8 (a quarter of float32's memory), through the training pipeline's own
+    decoder; `subset` selects files without decoding any."""
 
     paths: np.ndarray  # str
     size: tuple[int, int]
@@ -51,12 +56,13 @@ class ImageFiles:
         return ImageFiles(self.paths[index], self.size, self.channels)
 
     def __getitem__(self, index) -> np.ndarray:
-        return decode_files(self.subset(index)).astype(np.float32)
+        return decode_files(self.subset(index))
 
 
 @dataclass
 class Split:
-    x: np.ndarray | ImageFiles  # raw inputs (before normalization): float32, or image files
+    # Raw inputs (before normalization): float32, uint8 pixels decoded from files, or the files.
+    x: np.ndarray | ImageFiles
     y: np.ndarray  # class indices (int32) or targets in their own units (float32)
     ids: np.ndarray  # where each example came from: file path or row number
 
@@ -253,22 +259,42 @@ def _image_files(paths: list[Path], labels: list[str], size, exclude=frozenset()
     return "image", x, np.array(labels), None, [], names
 
 
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read CSV {path}: {err.__class__.__name__}") from None
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if len(rows) < 2:
+def _csv_rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
+    """A CSV's header (cells stripped) and its data rows, read lazily and each checked against
+    the header as it comes. Rows of nothing but whitespace are skipped."""
+
+    def nonblank():
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                for row in csv.reader(handle):
+                    if any(cell.strip() for cell in row):
+                        yield row
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"cannot read CSV {path}: {err.__class__.__name__}") from None
+
+    rows = nonblank()
+    header, first = next(rows, None), next(rows, None)
+    if first is None:
         raise UsageError(f"CSV {path} has no data rows (a header line and at least one row)")
-    header = [h.strip() for h in rows[0]]
-    for number, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise UsageError(
-                f"CSV {path} line {number} has {len(row)} fields; the header has {len(header)}"
-            )
-    return header, rows[1:]
+    header = [h.strip() for h in header]
+
+    def checked():
+        # Numbered as load numbers the rows (header = 1): blank rows are not counted.
+        for number, row in enumerate(itertools.chain([first], rows), start=2):
+            if len(row) != len(header):
+                raise UsageError(
+                    f"CSV {path} line {number} has {len(row)} fields; the header has {len(header)}"
+                )
+            yield row
+
+    return header, checked()
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV's header and rows, every cell a Python string: for the small files of image paths
+    and of rows to predict. A table to train on is read column by column (_csv)."""
+    header, rows = _csv_rows(path)
+    return header, list(rows)
 
 
 def _is_number(text: str) -> bool:
@@ -279,31 +305,118 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _numbers(cells: tuple[str, ...]) -> tuple[np.ndarray | None, bool]:
+    """A column's cells as float32 (NaN where a cell is empty), or None when a cell is text;
+    and whether any cell is not empty."""
+    try:  # float() ignores the spaces around a number as strip() does
+        return np.fromiter(map(float, cells), np.float32, len(cells)), True
+    except ValueError:
+        pass
+    stripped = [cell.strip() for cell in cells]
+    try:
+        values = np.array([float(v) if v else np.nan for v in stripped], dtype=np.float32)
+    except ValueError:
+        return None, True
+    return values, any(stripped)
+
+
+@dataclass
+class _Column:
+    """A feature column read chunk by chunk: float32 numbers while every cell is a number or
+    empty; once a cell is other text, each cell's index into `strings`, the column's distinct
+    stripped cells in the order met."""
+
+    chunks: list[np.ndarray] = field(default_factory=list)
+    strings: dict[str, int] | None = None
+    rows: int = 0
+    # Text after a number: the numbers' own strings are gone ("1.0" and "1" are different
+    # categories), so the column is read again as text. A mixed column: inspect reports it.
+    numbers_met: bool = False
+    reread: bool = False
+
+    def add(self, cells: tuple[str, ...]) -> None:
+        self.rows += len(cells)
+        if self.reread:
+            return
+        if self.strings is None:
+            values, filled = _numbers(cells)
+            if values is not None:
+                self.chunks.append(values)
+                self.numbers_met = self.numbers_met or filled
+                return
+            if self.numbers_met:
+                self.chunks, self.reread = [], True
+                return
+            # Every earlier cell was empty, so "" is all there is to keep of them.
+            self.strings = {"": 0}
+            self.chunks = [np.zeros(self.rows - len(cells), np.int32)]
+        lookup = self.strings
+        indices = (lookup.setdefault(cell.strip(), len(lookup)) for cell in cells)
+        self.chunks.append(np.fromiter(indices, np.int32, len(cells)))
+
+    def values(self) -> np.ndarray:
+        joined = np.concatenate(self.chunks)
+        self.chunks = []
+        return joined
+
+
+@dataclass
+class _Columns:
+    """A CSV's feature columns as read: float32 numbers (NaN where empty) or, where strings[j]
+    is not None, int32 indices into that column's distinct cells. Indexing selects rows."""
+
+    values: list[np.ndarray]
+    strings: list[list[str] | None]
+
+    def __len__(self) -> int:
+        return len(self.values[0])
+
+    def __getitem__(self, index) -> _Columns:
+        return _Columns([column[index] for column in self.values], self.strings)
+
+
+def _read_columns(rows, columns: dict[int, _Column], size: int, label_index: int | None):
+    """Adds rows' cells to `columns` (by position), `size` rows at a time; returns the label
+    column's stripped cells."""
+    labels = []
+    while chunk := list(itertools.islice(rows, size)):
+        cells = list(zip(*chunk))
+        if label_index is not None:
+            labels.append(np.array([cell.strip() for cell in cells[label_index]]))
+        for i, column in columns.items():
+            column.add(cells[i])
+    return np.concatenate(labels) if labels else None
+
+
 def _csv(path: Path, label_column: str):
-    header, rows = read_csv(path)
+    header, rows = _csv_rows(path)
     if label_column not in header:
+        collections.deque(rows, maxlen=0)  # a ragged row is reported first
         raise UsageError(
             f"CSV {path} has no column {label_column!r} (columns: {', '.join(header)}); "
             "set data.label_column"
         )
     label_index = header.index(label_column)
-    labels = [row[label_index].strip() for row in rows]
-    if any(not v for v in labels):
+    features = [i for i in range(len(header)) if i != label_index]
+    size = max(1, CSV_CHUNK_CELLS // len(header))
+    read = {i: _Column() for i in features}
+    labels = _read_columns(rows, read, size, label_index)
+    if (labels == "").any():
         raise UsageError(f"CSV {path} has rows with an empty {label_column!r} label")
-    columns = [i for i in range(len(header)) if i != label_index]
-    if not columns:
+    if not features:
         raise UsageError(f"CSV {path} has no feature columns besides {label_column!r}")
-    # Cells stay strings here: categorical vocabularies are built from the training split only.
-    cells = np.array([[row[i].strip() for i in columns] for row in rows], dtype=object)
-    names = [header[i] for i in columns]
-    return (
-        "tabular",
-        cells,
-        np.array(labels),
-        None,
-        names,
-        np.array([str(n) for n in range(2, len(rows) + 2)]),
+    again = {i: _Column(strings={"": 0}) for i in features if read[i].reread}
+    if again:  # numbers, then text: those columns again, as text from the first row
+        _read_columns(_csv_rows(path)[1], again, size, None)
+        read.update(again)
+    # Text stays indexed strings here: categorical vocabularies come from the training split.
+    cells = _Columns(
+        [read[i].values() for i in features],
+        [None if read[i].strings is None else list(read[i].strings) for i in features],
     )
+    names = [header[i] for i in features]
+    ids = np.arange(2, len(labels) + 2).astype(f"<U{len(str(len(labels) + 1))}")
+    return "tabular", cells, labels, None, names, ids
 
 
 # ---------------------------------------------------------------- labels and splits
@@ -368,32 +481,52 @@ def split_indices(y: np.ndarray, task: str, val_fraction: float, test_fraction: 
     return train, val, test
 
 
-def _encode_table(cells: np.ndarray, train_index: np.ndarray, missing: str, names: list[str]):
-    """Numeric columns to floats, others to category indices with the training vocabulary."""
-    x = np.zeros(cells.shape, dtype=np.float32)
+def _encode_table(columns: _Columns, train_index: np.ndarray, missing: str, names: list[str]):
+    """Numeric columns to floats, others to category indices with the training vocabulary:
+    each of `columns.values` becomes float32, in place. A column is numeric when every cell
+    of the rows kept is a number or empty."""
     categorical, vocabularies = {}, {}
-    for j in range(cells.shape[1]):
-        column = cells[:, j]
-        present = column[column != ""]
-        if all(_is_number(v) for v in present):
-            values = np.array([float(v) if v != "" else np.nan for v in column], dtype=np.float32)
-            gaps = np.isnan(values)
-            if gaps.any():
-                if missing == "error":
-                    raise UsageError(
-                        f"column {names[j]!r} has {int(gaps.sum())} missing values; "
-                        "set data.missing=mean to fill them with the training mean"
-                    )
-                fill = np.nanmean(values[train_index]) if (~gaps[train_index]).any() else 0.0
-                values[gaps] = fill
-            x[:, j] = values
-        else:
-            vocabulary = sorted(set(column[train_index]) - {""})
-            lookup = {v: i + 1 for i, v in enumerate(vocabulary)}  # 0 = unseen or empty
-            x[:, j] = [lookup.get(v, 0) for v in column]
-            categorical[j] = len(vocabulary) + 1
-            vocabularies[j] = vocabulary
-    return x, categorical, vocabularies
+    for j, strings in enumerate(columns.strings):
+        values = columns.values[j]
+        if strings is not None:
+            met = np.unique(values)
+            if not all(_is_number(strings[i]) for i in met if strings[i]):
+                present = {strings[i] for i in np.unique(values[train_index])}
+                vocabulary = sorted(present - {""})
+                index = {v: i + 1 for i, v in enumerate(vocabulary)}  # 0 = unseen or empty
+                encoded = np.array([index.get(v, 0) for v in strings], dtype=np.float32)
+                columns.values[j] = encoded[values]
+                categorical[j] = len(vocabulary) + 1
+                vocabularies[j] = vocabulary
+                continue
+            # Text elsewhere in the file, numbers in the rows kept (data.max_examples).
+            numbers = np.full(len(strings), np.nan, dtype=np.float32)
+            numbers[met] = np.array(
+                [float(strings[i]) if strings[i] else np.nan for i in met], dtype=np.float32
+            )
+            values = numbers[values]
+        gaps = np.isnan(values)
+        if gaps.any():
+            if missing == "error":
+                raise UsageError(
+                    f"column {names[j]!r} has {int(gaps.sum())} missing values; "
+                    "set data.missing=mean to fill them with the training mean"
+                )
+            fill = np.nanmean(values[train_index]) if (~gaps[train_index]).any() else 0.0
+            values[gaps] = fill
+        columns.values[j] = values
+    return categorical, vocabularies
+
+
+def _split_table(columns: list, indices: list[np.ndarray]) -> list[np.ndarray]:
+    """The rows at each of `indices` as (rows, columns) float32 arrays, filled a column at a
+    time, each column dropped from `columns` once copied: the table is held once, not twice."""
+    parts = [np.empty((len(index), len(columns)), np.float32) for index in indices]
+    for j in range(len(columns)):
+        column, columns[j] = columns[j], None
+        for part, index in zip(parts, indices, strict=True):
+            part[:, j] = column[index]
+    return parts
 
 
 def resolve_source(source: str, path_column: str = "") -> str:
@@ -455,6 +588,7 @@ def load(
 
     split_seed = config.seed if d.split_seed is None else d.split_seed
     every = Split(x, y, ids)
+    del x  # every holds the inputs from here: a table is let go of as it is split
     if 0 < d.max_examples < len(y):
         stratify = y if task == "classification" else None
         keep, _ = train_test_split(
@@ -467,20 +601,29 @@ def load(
 
     train, val, test = split_indices(every.y, task, d.val_fraction, d.test_fraction, split_seed)
     categorical, vocabularies = {}, {}
-    if not isinstance(every.x, ImageFiles):
-        if every.x.dtype == object:
-            every.x, categorical, vocabularies = _encode_table(every.x, train, d.missing, features)
-        every.x = every.x.astype(np.float32)
-        if finite_only and not np.isfinite(every.x).all():
-            raise UsageError(f"{d.source} has NaN or infinite inputs; run inspect to find them")
+    if isinstance(every.x, _Columns):  # a CSV table: encoded, then split a column at a time
+        categorical, vocabularies = _encode_table(every.x, train, d.missing, features)
+        parts = _split_table(every.x.values, [train, val, test])
+        splits = [
+            Split(part, every.y[index], every.ids[index])
+            for part, index in zip(parts, (train, val, test), strict=True)
+        ]
+    else:
+        if not isinstance(every.x, ImageFiles):
+            every.x = np.asarray(every.x, dtype=np.float32)
+        splits = [every.subset(index) for index in (train, val, test)]
+    del every
+    arrays = [split.x for split in splits if not isinstance(split.x, ImageFiles)]
+    if finite_only and not all(np.isfinite(x).all() for x in arrays):
+        raise UsageError(f"{d.source} has NaN or infinite inputs; run inspect to find them")
 
     data = Data(
         source=d.source,
         kind=kind,
         task=task,
-        train=every.subset(train),
-        val=every.subset(val),
-        test=every.subset(test),
+        train=splits[0],
+        val=splits[1],
+        test=splits[2],
         class_names=class_names,
         feature_names=features,
         categorical=categorical,

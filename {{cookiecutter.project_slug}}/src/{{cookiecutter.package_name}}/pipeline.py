@@ -20,6 +20,8 @@ from .images import decode_image
 
 # Decoded images a file cache's shuffle holds: about 200 MB of 128 px RGB images.
 CACHE_SHUFFLE_BUFFER = 4096
+# Examples of an array split gathered (and normalized) at a time, then cut into batches.
+GATHER_EXAMPLES = 8192
 
 
 def augmenter(data: Data, seed: int):
@@ -105,42 +107,49 @@ def _cache_file(folder: str, files: ImageFiles) -> str:
     return str(prefix)
 
 
-def _array_batches(x, y, batch_size, *, shuffle, seed, first_epoch, whole_batches):
+def _array_batches(x, y, batch_size, *, shuffle, seed, first_epoch, whole_batches, scale=None):
     """Batches of arrays in memory; with shuffle, an endless stream of epochs.
 
-    The shuffle is one permutation op and one gather per epoch, cut into the epoch's
-    batches by slicing, so each epoch ends with its own short batch and no batch spans
-    two epochs. The gathered epoch is one more copy of the split in memory, as a shuffle
-    buffer would be. Endless, so that fit keeps one iterator: with a fresh one every epoch
-    (fit's way with a finite dataset) the step waited for the buffer to refill."""
+    The split is held once, as a constant. Examples are gathered GATHER_EXAMPLES at a time
+    in the epoch's order (one permutation op per epoch, seeded), normalized by
+    `scale` = (mean, std) if given, and cut into batches by slicing, so each epoch ends
+    with its own short batch and no batch spans two epochs. Gathering a block rather than
+    the whole epoch keeps the pipeline from holding a second, permuted copy of the split.
+    Endless, so that fit keeps one iterator: with a fresh one every epoch (fit's way with a
+    finite dataset) the step waited for the buffer to refill."""
     import tensorflow as tf
 
-    if not shuffle:
-        dataset = tf.data.Dataset.from_tensor_slices((x, y))
-        return dataset.batch(batch_size, drop_remainder=whole_batches)
     n, full = len(y), len(y) // batch_size
     whole = full * batch_size  # the examples in whole batches; the rest make the last one
     x, y = tf.constant(x), tf.constant(y)
+    mean, std = (None, None) if scale is None else (tf.constant(v) for v in scale)
+    per_block = max(1, GATHER_EXAMPLES // batch_size)
+
+    def gather(index):
+        xs = tf.gather(x, index)
+        return (xs if mean is None else (xs - mean) / std), tf.gather(y, index)
+
+    def batches(order):
+        # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
+        # drops a rebatch, so every "batch" would be the whole epoch.
+        blocks = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:whole], (full, batch_size)))
+        cut = blocks.batch(per_block).flat_map(
+            lambda index: tf.data.Dataset.from_tensor_slices(gather(index))
+        )
+        if whole < n and not whole_batches:
+            cut = cut.concatenate(tf.data.Dataset.from_tensors(gather(order[whole:])))
+        return cut
+
+    if not shuffle:
+        return batches(tf.range(n, dtype=tf.int64))
 
     def epoch(number):
         # Epoch e's order is seeded by (seed, e): the same on every device and process.
         order = tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
         )
-        xs, ys = tf.gather(x, order), tf.gather(y, order)
-        batches = tf.data.Dataset.from_tensor_slices(
-            (
-                tf.reshape(xs[:whole], (full, batch_size, *x.shape[1:])),
-                tf.reshape(ys[:whole], (full, batch_size, *y.shape[1:])),
-            )
-        )
-        if whole < n and not whole_batches:
-            last = tf.data.Dataset.from_tensors((xs[whole:], ys[whole:]))
-            batches = batches.concatenate(last)
-        return batches
+        return batches(order)
 
-    # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
-    # drops a rebatch, so every "batch" would be the whole epoch.
     return tf.data.Dataset.counter(start=first_epoch).flat_map(epoch)
 
 
@@ -188,9 +197,11 @@ def make_dataset(
 
         dataset = dataset.map(to_float)
     else:
-        # The split is normalized once, here: a map would cost a function call every batch.
-        x = split.x if raw else data.normalize(split.x)
-        dataset = _array_batches(x.astype(np.float32), y, batch_size, **order)
+        # Normalized as each block is gathered: no normalized copy of the split, no map call
+        # every batch. asarray: no copy of a float32 split.
+        scale = None if raw else (np.asarray(data.mean, np.float32), np.asarray(data.std, np.float32))
+        x = np.asarray(split.x, dtype=np.float32)
+        dataset = _array_batches(x, y, batch_size, scale=scale, **order)
     if augment:
         layer = augmenter(data, seed)
         dataset = dataset.map(

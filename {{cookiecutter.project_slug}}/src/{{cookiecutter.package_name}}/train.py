@@ -172,17 +172,14 @@ def make_callbacks(
 ):
     guard = NaNGuard()
     chosen = fixed_batch(data, config.train.prediction_examples)
+    raw = data.val.x[chosen]  # image files are decoded here, once
     images = None
     if data.kind == "image":
         from .pictures import to_uint8
 
-        pixels = data.val.x[chosen]
-        images = to_uint8(pixels, data.value_range)
-        x = data.normalize(pixels)
-    else:
-        x = data.normalize(data.val.x[chosen])
+        images = to_uint8(raw, data.value_range)
     panel = PredictionPanel(
-        x=x,
+        x=data.normalize(raw),
         labels=data.val.y[chosen],
         folder=run_dir / "predictions",
         task=data.task,
@@ -193,23 +190,17 @@ def make_callbacks(
     )
     # One 1% time budget for both savers: they save at the same epoch ends.
     budget = SaveBudget()
-    callbacks = [
-        guard,
-        # A backbone's rows say which phase they belong to.
-        HistoryCSV(
-            run_dir / "history.csv",
-            initial_logs,
-            extra={} if phase == "train" else {"fine_tuning": float(phase == "fine_tune")},
-        ),
-        # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
-        BudgetedBackupAndRestore(str(run_dir / "backup"), budget),
-    ]
+    # A backbone's rows say which phase they belong to.
+    extra = {} if phase == "train" else {"fine_tuning": float(phase == "fine_tune")}
+    callbacks = [guard, HistoryCSV(run_dir / "history.csv", initial_logs, extra)]
     if phase != "head":  # the head's phase has a fixed length (fit_phases)
         # BestCheckpoint keeps the best weights and train() restores them after fit, across
         # resumes too, so EarlyStopping need not copy them every epoch as well.
-        callbacks.insert(
-            2, keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
         )
+    # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
+    callbacks.append(BudgetedBackupAndRestore(str(run_dir / "backup"), budget))
     if config.optimizer.ema:
         # Validation, the best checkpoint and the picture see the averaged weights (T17);
         # after the backup, so the backup keeps the raw ones training resumes from.
@@ -262,7 +253,8 @@ def train(config: Config, command: str) -> int:
 
     ## Model: built and compiled in the strategy's scope so its variables are mirrored
     phases = fit_phases(config, done)
-    fine_tuning = phases[0][0] == "fine_tune"  # a backbone resumed or continued after its head
+    # A backbone resumed or continued after its head's epochs starts out fine-tuning.
+    fine_tuning = bool(phases) and phases[0][0] == "fine_tune"
     with strategy.scope():
         model = build_model(config, data)
         compile_model(model, config, data, steps)
@@ -324,7 +316,10 @@ def train(config: Config, command: str) -> int:
                 f"{m.backbone} (batch norm frozen) at learning rate {m.fine_tune_learning_rate:g}"
             )
         elif phase == "head":
-            print(f"training the new head on the frozen {config.model.backbone} to {last_epoch}")
+            print(
+                f"training the new head on the frozen {config.model.backbone} "
+                f"up to epoch {last_epoch}, then fine-tuning"
+            )
         callbacks, guard = make_callbacks(config, data, run_dir, initial_logs, phase)
         model.fit(
             training_stream(config, data, first_epoch=done),
