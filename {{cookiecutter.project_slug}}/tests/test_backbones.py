@@ -9,6 +9,9 @@ import pytest
 from keras import applications, layers
 from keras.src.utils import file_utils
 
+# Image work the other bakes need not repeat: it builds keras.applications networks.
+pytestmark = pytest.mark.slow
+
 NAMES = ("MobileNetV3Small", "EfficientNetV2B0", "ResNet50V2", "ConvNeXtTiny")
 FEATURE_SIZES = {
     "MobileNetV3Small": 576,

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Image work the other bakes need not repeat: it writes and decodes image files.
+pytestmark = pytest.mark.slow
+
 
 def _folder(root, classes=("cat", "dog", "owl"), per_class=12, size=(20, 16)):
     """Small RGB images of mixed sizes; each class has a bright band of its own."""

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Image work the other bakes need not repeat: it trains a run and starts processes.
+pytestmark = pytest.mark.slow
+
 
 def _rows(path):
     with open(path, newline="") as handle:
@@ -103,7 +106,6 @@ def test_bad_predict_inputs_say_one_line_and_write_nothing(project, image_run, r
         assert not output.exists()
 
 
-@pytest.mark.slow
 def test_the_saved_model_serves_raw_pixels_like_model_keras(project, image_run, tmp_path, capsys):
     """The SavedModel, loaded by a process that imports TensorFlow alone, gives model.keras's
     probabilities on the whole test set (uint8 pixels in, probabilities out)."""
