@@ -348,6 +348,7 @@ def test_a_backbone_trains_its_head_then_fine_tunes_and_resumes_in_either_phase(
     _assert_same_weights(_last_weights(killed), _last_weights(whole))
 
 
+@pytest.mark.slow
 def test_a_backbone_fed_pixels_scaled_to_one_fails_its_input_check(
     project, make_config, photo_folder
 ):
