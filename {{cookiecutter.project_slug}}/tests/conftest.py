@@ -27,6 +27,7 @@ MODULES = (
     "backbones",
     "models",
     "devices",
+    "seeding",
     "callbacks",
     "pictures",
     "evaluate",

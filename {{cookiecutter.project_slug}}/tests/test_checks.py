@@ -163,7 +163,7 @@ def test_a_users_correct_builder_passes_the_model_checks(project, setup_for, use
 def test_determinism_fails_when_nothing_is_seeded(project, setup_for, monkeypatch):
     setup = setup_for()
     assert _run(project, setup, "determinism").status == "PASS"
-    monkeypatch.setattr(project.train, "seed_everything", lambda config: None)
+    monkeypatch.setattr(project.seeding, "seed_everything", lambda config: None)
     result = _run(project, setup, "determinism")
     assert result.status == "FAIL" and "initial weights differ" in result.diagnosis
     assert result.measured.startswith("step 1:")

@@ -196,7 +196,7 @@ def test_mixed_precision_keeps_the_output_and_loss_at_init_in_float32(
     logits = model.predict(x, verbose=0)
     assert str(logits.dtype) == "float32"
     measured = model.evaluate(x, data.val.y, verbose=0, return_dict=True)["loss"]
-    expected = project.train.expected_initial_loss(data)
+    expected = project.models.expected_initial_loss(data)
     assert measured == pytest.approx(expected, rel=0.05)
 
 

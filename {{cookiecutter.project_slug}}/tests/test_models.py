@@ -11,7 +11,7 @@ def _initial_loss(project, config):
     project.models.compile_model(model, config, data, steps_per_epoch=1)
     dataset = project.pipeline.make_dataset(data, data.val, 256, shuffle=False)
     measured = model.evaluate(dataset, verbose=0, return_dict=True)["loss"]
-    return data, model, measured, project.train.expected_initial_loss(data)
+    return data, model, measured, project.models.expected_initial_loss(data)
 
 
 @pytest.mark.parametrize(
@@ -35,9 +35,9 @@ def test_loss_at_init_matches_the_priors_within_5_percent(project, make_config, 
 
 def test_expected_loss_is_log_c_for_balanced_and_prior_entropy_for_imbalanced(project, make_config):
     digits = project.data.load(make_config())
-    assert project.train.expected_initial_loss(digits) == pytest.approx(np.log(10), rel=0.01)
+    assert project.models.expected_initial_loss(digits) == pytest.approx(np.log(10), rel=0.01)
     cancer = project.data.load(make_config("data.source=breast_cancer"))
-    assert project.train.expected_initial_loss(cancer) == pytest.approx(0.661, abs=0.01)
+    assert project.models.expected_initial_loss(cancer) == pytest.approx(0.661, abs=0.01)
     np.testing.assert_allclose(np.exp(cancer.output_bias), cancer.class_priors, rtol=1e-5)
 
 

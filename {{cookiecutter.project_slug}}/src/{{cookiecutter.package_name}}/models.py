@@ -20,7 +20,7 @@ from keras import layers
 
 from . import backbones
 from .config import Config
-from .data import Data
+from .data import Data, scale_targets
 from .errors import UsageError
 
 # Output kernel scale: logits start within ~0.01 of the bias, so the loss at init is the
@@ -276,6 +276,19 @@ def build_model(config: Config, data: Data) -> keras.Model:
             f"model.name={name} returned outputs of shape {model.output_shape}; expected {expected}"
         )
     return model
+
+
+def expected_initial_loss(data: Data) -> float:
+    """Loss of a model that outputs exactly its initial bias (R2.4, R2.5).
+
+    Classification: the prior's cross-entropy on the validation labels (ln C when the
+    classes are balanced). Regression: their variance in the standard units trained in.
+    """
+    if data.task == "classification":
+        priors = data.class_priors
+        return float(-np.mean(np.log(priors[data.val.y])))
+    scaled = scale_targets(data, data.val.y)
+    return float(np.mean((scaled - data.output_bias[0]) ** 2))
 
 
 def learning_rate(config: Config, steps_per_epoch: int):

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from . import config as config_lib
 from .callbacks import (
@@ -27,12 +26,19 @@ from .callbacks import (
     save_seed_states,
 )
 from .config import Config
-from .data import Data, load, scale_targets, unscale_targets
+from .data import Data, load, unscale_targets
 from .devices import describe, make_strategy, process_id, set_precision, stop_workers
 from .errors import UsageError
 from .evaluate import evaluate_run, headline, write_metrics
-from .models import build_model, compile_model, start_fine_tuning, with_preprocessing
+from .models import (
+    build_model,
+    compile_model,
+    expected_initial_loss,
+    start_fine_tuning,
+    with_preprocessing,
+)
 from .pipeline import fixed_batch, make_dataset, steps_per_epoch
+from .seeding import seed_everything
 
 # The final epoch's weights and optimizer state, which run.extend continues from (R6.3, U1),
 # and where its random layers (dropout) were in their sequences, which .keras files omit.
@@ -51,15 +57,6 @@ RESUMABLE_CHANGES = (
     "run.overwrite",
     "run.extend",
 )
-
-
-def seed_everything(config: Config) -> None:
-    """Python, numpy and backend seeds; deterministic kernels when asked (R2.1)."""
-    keras.utils.set_random_seed(config.seed)
-    if config.train.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
 
 
 def epochs_done(run_dir: Path) -> int:
@@ -123,19 +120,6 @@ def run_state(config: Config) -> str:
             )
         return "replace"
     return "fresh"
-
-
-def expected_initial_loss(data: Data) -> float:
-    """Loss of a model that outputs exactly its initial bias (R2.4, R2.5).
-
-    Classification: the prior's cross-entropy on the validation labels (ln C when the
-    classes are balanced). Regression: their variance in the standard units trained in.
-    """
-    if data.task == "classification":
-        priors = data.class_priors
-        return float(-np.mean(np.log(priors[data.val.y])))
-    scaled = scale_targets(data, data.val.y)
-    return float(np.mean((scaled - data.output_bias[0]) ** 2))
 
 
 def fit_phases(config: Config, done: int) -> list[tuple[str, int]]:

@@ -29,6 +29,7 @@ from .data import Data, load
 from .devices import make_strategy, set_precision
 from .errors import UsageError
 from .pipeline import make_dataset, steps_per_epoch
+from .seeding import seed_everything
 
 
 @dataclass(frozen=True)
@@ -324,8 +325,6 @@ def make_tuner(config: Config, data: Data, space=None) -> RecipeSearch:
 
 def tune(config: Config, command: str = "", space=None) -> int:
     """Runs (or resumes) the search, then writes the report; returns the exit status."""
-    from .train import seed_everything
-
     run_dir = config.run_dir
     t = config.tune
     _check_resume(config, run_dir)

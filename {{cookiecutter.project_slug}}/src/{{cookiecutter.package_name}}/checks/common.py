@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .. import models, train
+from .. import models, seeding
 from ..config import Config
 from ..data import Data, Split, scale_targets
 from ..pipeline import make_dataset, steps_per_epoch
@@ -178,7 +178,7 @@ def _build_trainer(setup: Setup) -> Trainer:
     import tensorflow as tf
 
     data = setup.data
-    train.seed_everything(setup.config)
+    seeding.seed_everything(setup.config)
     model = models.build_model(setup.config, data)
     optimizer = constant_rate_optimizer(setup)
     loss_fn = models.loss_for(data)  # what training optimizes, a user's change included

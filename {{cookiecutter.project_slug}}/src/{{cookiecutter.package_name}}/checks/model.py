@@ -8,7 +8,7 @@ import math
 import keras
 import numpy as np
 
-from .. import backbones, models, train
+from .. import backbones, models
 from ..config import BUILTIN_MODELS
 from ..data import Data
 from .common import (
@@ -39,7 +39,7 @@ def init_loss(setup: Setup) -> Result:
     data = setup.data
     outputs, losses = forward(shared_trainer(setup).model, data.task, *split_inputs(data, data.val))
     measured = float(np.mean(losses))
-    prior = train.expected_initial_loss(data)
+    prior = models.expected_initial_loss(data)
     if data.task == "regression":
         why = "the variance of the targets around the mean, in standard units (bias = mean)"
         return _init_verdict(data, outputs, measured, prior, why)

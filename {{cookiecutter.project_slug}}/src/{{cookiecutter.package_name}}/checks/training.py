@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .. import models, train
+from .. import models, seeding
 from ..data import Data, Split
 from .common import (
     BRIEF_STEPS,
@@ -78,7 +78,7 @@ def _short_run(setup: Setup) -> dict:
     """A few eager training steps from the seed: the path training takes, minus fit."""
     import tensorflow as tf
 
-    train.seed_everything(setup.config)
+    seeding.seed_everything(setup.config)
     model = models.build_model(setup.config, setup.data)
     weights = [snapshot(w) for w in model.weights]
     optimizer = constant_rate_optimizer(setup)
