@@ -1,21 +1,23 @@
-"""How much memory a large CSV table costs `train`: peak RSS against one float32 copy of it.
+"""A large CSV table: the memory and time `train` needs for 1,000,000 rows x 50 columns.
 
-Generates, once (cached under build/big_table/), a CSV of 1,000,000 rows x 50 columns:
-47 numeric features, 2 text categories (columns 11 and 31, so the text path is taken in
-the middle of a row) and a binary label learnable from both. Bakes the template with
-its defaults and runs the baked package in fresh processes, PYTHONPATH=src:
+The issue: such a table must train without holding more than ~2 copies of it. Generates,
+once (kept under build/big_table/), a seeded CSV of ROWS rows x 50 columns: 47 numeric
+features, 2 text categories (columns 11 and 31, so text is met mid-row) and a binary
+label learnable from both; and the same table with SMALL_ROWS rows, whose run is what
+`train` costs without the data. Bakes the template with its defaults and runs, for each
+table, in a fresh process,
 
-1. Load alone: imports the package, TensorFlow and Keras (the RSS every run pays before
-   it reads a byte), then `data.load(config)` (timed), then the training stream
-   `train` builds (`make_dataset(..., shuffle=True)`) and its first batch.
-2. `python -m <package> train data.source=<csv> data.label_column=label model.name=mlp
-   train.epochs=1 run.dir=<tmp>`: wall time, the time until it prints its "data:" line
-   (imports, load and the validation pipeline), and its peak RSS.
+    python -m <package> train data.source=<csv> data.label_column=label model.name=mlp
+        train.epochs=1 run.dir=<tmp>
 
-Peak RSS is each child's own ru_maxrss (os.wait4: the rusage of that one child, what
-resource.getrusage(RUSAGE_CHILDREN) reports when it is the only child). "Copies" are the
-peak above the load-alone process's RSS after its imports, in units of one float32 copy
-of the table (rows x 50 x 4 bytes = 200 MB).
+through this script's `--drive` mode, which imports the baked package, marks where
+`train`'s load and `fit` begin and end, samples its own RSS every 10 ms and runs the CLI
+as `python -m <package>` does. Reported: peak RSS of the whole process (os.wait4's
+rusage of that one child: RUSAGE_CHILDREN is the same number when it is the only child)
+and of each phase (load; the rest up to `fit`: pipelines, model, recipe checks; `fit`;
+saving and the test evaluation after it), the RSS after the imports alone, the load's
+time and the wall time. "Copies" are RSS above the small table's run, in float32
+copies of the large table (ROWS x 50 x 4 bytes = 200 MB).
 
     .venv/bin/python benchmarks/big_table.py [--rows 1000000]
 """
@@ -23,47 +25,35 @@ of the table (rows x 50 x 4 bytes = 200 MB).
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
 
-import results  # the sibling script: bake, package name, machine
+import results  # the sibling script: the template's path, package name, machine
 
+BUILD = results.TEMPLATE / "build" / "big_table"
+ROWS = 1_000_000
+SMALL_ROWS = 10_000
 COLUMNS = 50
 TEXT_AT = (11, 31)  # the two text columns' positions among the 50
 CITIES = [f"city_{i:02d}" for i in range(20)]
 GRADES = ["A", "B", "C", "D", "E"]
-CHUNK = 100_000
+CHUNK = 100_000  # rows generated at a time
+OVERRIDES = ("data.label_column=label", "model.name=mlp", "train.epochs=1")
+PHASES = ("load", "to fit", "fit", "after")
 MB = 1e6
 
-LOAD_ALONE = """
-import json, resource, sys, time
-import keras, tensorflow  # what train imports before it loads: the RSS every run pays
-from {package} import config as config_lib, data as data_lib, pipeline
 
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-config = config_lib.build_config([], sys.argv[1:])
-imported = peak()
-started = time.perf_counter()
-data = data_lib.load(config)
-seconds = time.perf_counter() - started
-loaded = peak()
-stream = pipeline.make_dataset(data, data.train, config.train.batch_size, shuffle=True)
-next(iter(stream))
-print(json.dumps(dict(imported=imported, loaded=loaded, streamed=peak(), seconds=seconds,
-                      train=len(data.train.y), categorical=data.categorical)))
-"""
-
-
-def make_csv(rows: int, folder: Path) -> Path:
-    """The table, generated once per row count: seeded, so every run reads the same file."""
+def make_csv(rows: int, folder: Path = BUILD) -> Path:
+    """The table with `rows` rows, generated once: seeded, so every run reads the same file."""
     import numpy as np
 
     path = folder / f"table_{rows}.csv"
@@ -95,77 +85,133 @@ def make_csv(rows: int, folder: Path) -> Path:
     return path
 
 
-def run_child(command: list[str], cwd: Path, env: dict, mark: str = ""):
-    """Runs a fresh process; returns (stdout, peak RSS bytes, wall s, s until a line starts
-    with `mark`)."""
+# ---------------------------------------------------------------- the child: --drive
+
+
+def rss_now() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def drive(package: str, arguments: list[str]) -> None:
+    """Runs the CLI's `train` in this process, as `python -m <package>` does, and prints a
+    JSON line: the RSS after the imports and each phase's seconds and peak RSS."""
+    import importlib
+
+    import keras
+
+    cli = importlib.import_module(f"{package}.cli")
+    train = importlib.import_module(f"{package}.train")
+    imported = rss_now()
+    samples, marks = [], []
+
+    def sample():
+        while True:
+            samples.append((time.perf_counter(), rss_now()))
+            time.sleep(0.01)
+
+    threading.Thread(target=sample, daemon=True).start()
+
+    def marked(function, begins: str, ends: str):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            marks.append((begins, time.perf_counter()))
+            try:
+                return function(*args, **kwargs)
+            finally:
+                marks.append((ends, time.perf_counter()))
+
+        return wrapper
+
+    # Phases: load | to fit (pipelines, model, checks) | fit | after (saving, evaluation).
+    train.load = marked(train.load, "load", "to fit")
+    keras.Model.fit = marked(keras.Model.fit, "fit", "after")
+    marks.append(("started", time.perf_counter()))
+    status = cli.main(["train", *arguments])
+    marks.append(("end", time.perf_counter()))
+    phases = {}
+    for (name, start), (_, end) in itertools.pairwise(marks):
+        if name in PHASES:  # the first of each: a backbone's second fit is not split off
+            peak = max((rss for t, rss in samples if start <= t <= end), default=0)
+            phases.setdefault(name, (end - start, peak))
+    print(json.dumps({"status": status, "imported": imported, "phases": phases}))
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def run_train(project: Path, csv_path: Path, run_dir: Path) -> dict:
+    """`train` on the table in a fresh process: its report, peak RSS and wall seconds."""
+    package = results.package_name(project)
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, __file__, "--drive", package]
+    command += [f"data.source={csv_path}", *OVERRIDES, f"run.dir={run_dir}"]
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines, marked = [], None
-    for line in process.stdout:
-        lines.append(line)
-        if mark and marked is None and line.startswith(mark):
-            marked = time.perf_counter() - started
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    output = "".join(lines)
-    if process.returncode:
-        sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
-    return output, usage.ru_maxrss * 1024, wall, marked
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, cwd=project, env=env, stdout=output, stderr=output)
+        # wait4: this child's own rusage (ru_maxrss in kilobytes on Linux).
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        output.seek(0)
+        text = output.read()
+    print(text, file=sys.stderr)
+    report = json.loads(text.strip().splitlines()[-1]) if not process.returncode else {}
+    if process.returncode or report["status"]:
+        sys.exit(f"train on {csv_path} failed; its output is above")
+    return {**report, "peak": usage.ru_maxrss * 1024, "wall": wall}
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--drive"]:
+        drive(sys.argv[2], sys.argv[3:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=ROWS)
     args = parser.parse_args()
 
     started = time.perf_counter()
-    csv_path = make_csv(args.rows, results.TEMPLATE / "build" / "big_table")
-    print(f"CSV: {csv_path} ({time.perf_counter() - started:.0f} s to have it)", file=sys.stderr)
+    tables = {rows: make_csv(rows) for rows in (SMALL_ROWS, args.rows)}
+    print(f"tables ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     copy = args.rows * COLUMNS * 4
     with tempfile.TemporaryDirectory(prefix="recipe-big-table-") as work:
         work = Path(work)
-        project = results.bake("tabular_classification", work)
-        package = results.package_name(project)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(project / "src"),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
-        overrides = [
-            f"data.source={csv_path}",
-            "data.label_column=label",
-            "model.name=mlp",
-            "train.epochs=1",
-            f"run.dir={work / 'runs'}",
-        ]
-        code = LOAD_ALONE.format(package=package)
-        output, _, _, _ = run_child([sys.executable, "-c", code, *overrides], project, env)
-        load = json.loads(output.strip().splitlines()[-1])
-        output, peak, wall, ready = run_child(
-            [sys.executable, "-m", package, "train", *overrides], project, env, mark="data: "
+        subprocess.run(
+            [Path(sys.executable).with_name("cookiecutter"), "--no-input", "-o", work, "."],
+            cwd=results.TEMPLATE,
+            check=True,
+            stdout=sys.stderr,
         )
-        print(output, file=sys.stderr)
+        project = next(work.iterdir())
+        runs = {
+            rows: run_train(project, path, work / f"runs{rows}") for rows, path in tables.items()
+        }
 
-    def share(rss: float) -> str:
-        return f"{rss / MB:,.0f} MB ({(rss - load['imported']) / copy:.1f} copies)"
+    small = runs[SMALL_ROWS]
+
+    def phase_peaks(run: dict) -> list[float]:
+        return [run["phases"].get(name, (0.0, 0.0))[1] for name in PHASES]
+
+    def rss(value: float, reference: float) -> str:
+        return f"{value / MB:,.0f} MB ({(value - reference) / copy:+.1f})"
 
     print(f"{date.today().isoformat()}, {results.machine()}")
     print(
-        f"CSV: {args.rows:,} rows x {COLUMNS} columns ({len(TEXT_AT)} text), "
-        f"{csv_path.stat().st_size / MB:,.0f} MB on disk; one float32 copy {copy / MB:,.0f} MB; "
-        f"categorical columns {load['categorical']}"
+        f"{args.rows:,} rows x {COLUMNS} columns ({len(TEXT_AT)} of text): "
+        f"{tables[args.rows].stat().st_size / MB:,.0f} MB on disk, one float32 copy "
+        f"{copy / MB:,.0f} MB; RSS after the imports {small['imported'] / MB:,.0f} MB. "
+        f"In brackets: RSS above the {SMALL_ROWS:,}-row run's, in float32 copies.\n"
     )
-    print(f"RSS after importing the package, TensorFlow and Keras: {load['imported'] / MB:,.0f} MB")
-    print(f"load alone: {load['seconds']:.1f} s, peak RSS {share(load['loaded'])}")
-    print(f"  + the training stream's first batch: peak RSS {share(load['streamed'])}")
-    print(
-        f"train, 1 epoch of {load['train']:,} rows: {wall:.0f} s wall ({ready:.0f} s to its "
-        f"'data:' line), peak RSS {share(peak)}"
-    )
+    print("| rows | load | wall | peak RSS | " + " | ".join(PHASES) + " |")
+    print("| --- " * (4 + len(PHASES)) + "|")
+    for rows, run in runs.items():
+        phases = zip(phase_peaks(run), phase_peaks(small), strict=True)
+        print(
+            f"| {rows:,} | {run['phases']['load'][0]:.1f} s | {run['wall']:.0f} s "
+            f"| **{rss(run['peak'], small['peak'])}** | "
+            + " | ".join(rss(peak, reference) for peak, reference in phases)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import performance  # noqa: E402
+import real_images  # noqa: E402
 
 
 def test_the_median_interval_covers_the_true_median_95_percent_of_the_time():
@@ -134,3 +135,69 @@ def test_a_failing_side_lets_the_other_finish_and_raises():
     with pytest.raises(RuntimeError, match="planted"):
         performance.turns_fit(sides, epochs=4, steps=4)
     assert time.perf_counter() - started < 60  # not the 600 s a lost turn would wait
+
+
+def test_the_generator_makes_decodable_jpegs_in_class_folders_once(tmp_path):
+    from PIL import Image
+
+    folder = real_images.generate(tmp_path / "images", 6, processes=2)
+    files = sorted(folder.glob("*/*.jpg"))
+    assert [f.parent.name for f in files] == ["circle"] * 2 + ["square"] * 2 + ["triangle"] * 2
+    for path in files:
+        with Image.open(path) as image:
+            image.load()
+            assert (image.format, image.size, image.mode) == ("JPEG", (256, 256), "RGB")
+    # Kept and reused: a second call rewrites nothing; another count starts afresh.
+    written = {f: f.stat().st_mtime_ns for f in files}
+    real_images.generate(folder, 6)
+    assert {f: f.stat().st_mtime_ns for f in files} == written
+    real_images.generate(folder, 3)
+    assert len(list(folder.glob("*/*.jpg"))) == 3
+    # The same index gives the same image: the folders are reproducible.
+    first, again = (np.asarray(real_images.make_image(4, side=32)) for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+
+
+def test_stream_examples_count_each_epochs_short_batch():
+    assert real_images.examples_in(10, 3500, 64) == 640
+    assert real_images.examples_in(55, 3500, 64) == 3500  # 54 full batches and one of 44
+    assert real_images.examples_in(56, 3500, 64) == 3564
+
+
+def _run(images, rss_gb, first_step, baselines, linear_loss):
+    losses = {"model": 1.0, "linear_baseline": linear_loss, "majority_baseline": 1.0986}
+    return {
+        "images": images,
+        "rss_gb": rss_gb,
+        "rss_parts": {"checks": rss_gb},
+        "first_step": first_step,
+        "start_python": 5.0,
+        "load": 2.0,
+        "checks": 9.0,
+        "to_fit": 2.0,
+        "step_one": first_step - 18.0,
+        "epoch": 20.0,
+        "steps": 55,
+        "after": baselines + 5.0,
+        "evaluate": baselines + 4.0,
+        "baselines": baselines,
+        "wall": 60.0,
+        "train_seconds": 20.0,
+        "metrics": {k: {"loss": v, "accuracy": 0.5} for k, v in losses.items()},
+    }
+
+
+def test_train_criteria_flag_growing_memory_and_a_linear_baseline_worse_than_majority():
+    small = _run(5000, 2.0, 20.0, 1.0, 1.0990)
+    large = _run(25000, 2.5, 21.0, 4.0, 1.1648)
+    lines = real_images.train_tables([small, large])
+    verdicts = {line.split(" | ")[0].lstrip("| "): line for line in lines}
+    assert verdicts["peak RSS, 25,000 vs 5,000 images"].endswith("| 1.250x | <= 1.15 | FAIL |")
+    assert verdicts["peak RSS, 25,000 images"].endswith("| pass |")
+    assert verdicts["time to the first step, 25,000 vs 5,000 images"].endswith("| pass |")
+    assert verdicts["baselines vs training time, 5,000 images"].endswith("| pass |")  # 5%
+    assert verdicts["baselines vs training time, 25,000 images"].endswith("| FAIL |")  # 20%
+    assert verdicts["linear minus majority test loss, 5,000 images"].endswith("| pass |")
+    assert verdicts["linear minus majority test loss, 25,000 images"].endswith("| FAIL |")
+    # One folder: no growth to judge, so no growth rows.
+    assert not [line for line in real_images.train_tables([small]) if " vs 5,000 images" in line]

@@ -251,3 +251,95 @@ def test_fixed_batch_covers_the_classes(project, make_config):
     chosen = project.pipeline.fixed_batch(data, 16)
     assert len(set(chosen)) == 16
     assert set(data.val.y[chosen]) == set(range(10))
+
+
+# ---------------------------------------------------------------- CSV tables
+
+
+def _whole_table(data):
+    """Every split's inputs back in the file's row order (ids are line numbers)."""
+    splits = (data.train, data.val, data.test)
+    x = np.concatenate([split.x for split in splits])
+    order = np.argsort([int(i) for split in splits for i in split.ids])
+    return x[order]
+
+
+def test_a_csv_table_reads_numbers_text_and_gaps_into_float32(project, make_config, tmp_path):
+    colours = ["red", " green ", '"dark, blue"']  # spaces stripped, a quoted comma kept
+    lines = ["size , colour,weight,label"]
+    for i in range(30):
+        colour = "" if i == 4 else colours[i % 3]
+        weight = "" if i % 7 == 3 else (" 2 " if i % 2 else "2e0")
+        lines.append(f"{i * 0.5},{colour},{weight},{i % 2}")
+    path = tmp_path / "table.csv"
+    path.write_text("\n".join([*lines, " , , , "]) + "\n")  # a blank row is skipped
+
+    data = project.data.load(make_config(f"data.source={path}", "data.missing=mean"))
+    assert data.feature_names == ["size", "colour", "weight"]
+    assert data.categorical == {1: 4} and data.vocabularies == {1: ["dark, blue", "green", "red"]}
+    assert all(s.x.dtype == np.float32 and s.x.flags.c_contiguous for s in (data.train, data.val))
+    index = {"red": 3, " green ": 2, '"dark, blue"': 1}  # 0 = the empty cell
+    expected = [[i * 0.5, 0 if i == 4 else index[colours[i % 3]], 2.0] for i in range(30)]
+    # Every present weight is 2, so the training mean that fills the gaps is 2 too.
+    np.testing.assert_array_equal(_whole_table(data), np.array(expected, np.float32))
+    with pytest.raises(project.errors.UsageError, match="column 'weight' has 4 missing values"):
+        project.data.load(make_config(f"data.source={path}"))
+
+
+def test_text_after_numbers_keeps_each_cells_own_text(project, make_config, tmp_path, monkeypatch):
+    # 16-row chunks: the text comes chunks after the numbers it turns into categories.
+    monkeypatch.setattr(project.data, "CSV_CHUNK_CELLS", 16)
+    mixed = ["x" if i >= 40 and i % 4 == 0 else ("1" if i % 2 else "1.0") for i in range(60)]
+    late = ["" if i < 35 else ["k", "l"][i % 2] for i in range(60)]  # empty, then text
+    lines = ["mixed,late,label", *[f"{mixed[i]},{late[i]},{i % 3}" for i in range(60)]]
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join(lines) + "\n")
+
+    data = project.data.load(make_config(f"data.source={path}"))
+    assert set(data.categorical) == {0, 1}
+    assert set(data.vocabularies[0]) - {"x"} == {"1", "1.0"} and data.vocabularies[1] == ["k", "l"]
+    x = _whole_table(data)
+    for j, cells in enumerate((mixed, late)):
+        vocabulary = data.vocabularies[j]
+        expected = [vocabulary.index(c) + 1 if c in vocabulary else 0 for c in cells]
+        np.testing.assert_array_equal(x[:, j], expected)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["a,label", "1,0", "2,1,3"], "line 3 has 3 fields; the header has 2"),
+        (["a,label", *[f"{i},{i % 2}" for i in range(12)], "5,"], "rows with an empty 'label'"),
+        (["label", *[f"{i % 2}" for i in range(12)]], "no feature columns besides 'label'"),
+        (["a,label", " , "], "has no data rows"),
+        (["a,b", "1,2", "3"], "line 3 has 1 fields"),  # the ragged row before the missing label
+    ],
+)
+def test_bad_csv_tables_get_one_clear_message(project, make_config, tmp_path, lines, message):
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(project.errors.UsageError, match=message):
+        project.data.load(make_config(f"data.source={path}"))
+
+
+def test_a_csv_table_is_parsed_without_a_string_per_cell(project, tmp_path):
+    import tracemalloc
+
+    rows, columns = 50_000, 20
+    rng = np.random.default_rng(0)
+    lines = [",".join(f"c{j}" for j in range(columns - 1)) + ",label"]
+    for i in range(1000):  # 18 numbers, a colour and a label; repeated to 50,000 rows
+        numbers = ",".join(f"{v:.3f}" for v in rng.normal(0, 1, columns - 2))
+        lines.append(f"{numbers},{['red', 'green', 'blue'][i % 3]},{i % 2}")
+    path = tmp_path / "big.csv"
+    path.write_text(lines[0] + "\n" + "\n".join(lines[1:] * (rows // 1000)) + "\n")
+
+    tracemalloc.start()
+    try:
+        kind, _, labels, _, names, ids = project.data._csv(path, "label")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert kind == "tabular" and len(names) == columns - 1 and len(labels) == len(ids) == rows
+    # One float32 copy is 4 MB; a Python string per cell would take ~60 MB.
+    assert peak < 3 * rows * columns * 4, f"{peak / 1e6:.1f} MB"

@@ -31,8 +31,9 @@ from .images import decode_files, decoded_chunks
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 # Integer labels with at most this many distinct values are taken as classes.
 MAX_INFERRED_CLASSES = 20
-# Cells of a CSV table parsed at a time: the only ones held as Python strings at once.
-CSV_CHUNK_CELLS = 1 << 18
+# Cells of a CSV table parsed at a time, the only ones held as Python strings at once: a
+# few hundred rows, which stay in the CPU's caches while they are turned into columns.
+CSV_CHUNK_CELLS = 1 << 14
 
 
 @dataclass
@@ -321,71 +322,46 @@ def _numbers(cells: tuple[str, ...]) -> tuple[np.ndarray | None, bool]:
 
 
 @dataclass
-class _Column:
-    """A feature column read chunk by chunk: float32 numbers while every cell is a number or
-    empty; once a cell is other text, each cell's index into `strings`, the column's distinct
-    stripped cells in the order met."""
+class _Table:
+    """A CSV's feature columns as read: `numbers`, (rows, columns) float32, holds each cell's
+    number, NaN where it is empty; a column with any other text holds instead, in
+    `indices[j]`, each cell's index into `strings[j]`, its distinct stripped cells ("" first).
+    Indexing selects rows."""
 
-    chunks: list[np.ndarray] = field(default_factory=list)
-    strings: dict[str, int] | None = None
-    rows: int = 0
-    # Text after a number: the numbers' own strings are gone ("1.0" and "1" are different
-    # categories), so the column is read again as text. A mixed column: inspect reports it.
-    numbers_met: bool = False
-    reread: bool = False
-
-    def add(self, cells: tuple[str, ...]) -> None:
-        self.rows += len(cells)
-        if self.reread:
-            return
-        if self.strings is None:
-            values, filled = _numbers(cells)
-            if values is not None:
-                self.chunks.append(values)
-                self.numbers_met = self.numbers_met or filled
-                return
-            if self.numbers_met:
-                self.chunks, self.reread = [], True
-                return
-            # Every earlier cell was empty, so "" is all there is to keep of them.
-            self.strings = {"": 0}
-            self.chunks = [np.zeros(self.rows - len(cells), np.int32)]
-        lookup = self.strings
-        indices = (lookup.setdefault(cell.strip(), len(lookup)) for cell in cells)
-        self.chunks.append(np.fromiter(indices, np.int32, len(cells)))
-
-    def values(self) -> np.ndarray:
-        joined = np.concatenate(self.chunks)
-        self.chunks = []
-        return joined
-
-
-@dataclass
-class _Columns:
-    """A CSV's feature columns as read: float32 numbers (NaN where empty) or, where strings[j]
-    is not None, int32 indices into that column's distinct cells. Indexing selects rows."""
-
-    values: list[np.ndarray]
-    strings: list[list[str] | None]
+    numbers: np.ndarray
+    indices: dict[int, np.ndarray]
+    strings: dict[int, list[str]]
 
     def __len__(self) -> int:
-        return len(self.values[0])
+        return len(self.numbers)
 
-    def __getitem__(self, index) -> _Columns:
-        return _Columns([column[index] for column in self.values], self.strings)
+    def __getitem__(self, index) -> _Table:
+        indices = {j: column[index] for j, column in self.indices.items()}
+        return _Table(self.numbers[index], indices, self.strings)
 
 
-def _read_columns(rows, columns: dict[int, _Column], size: int, label_index: int | None):
-    """Adds rows' cells to `columns` (by position), `size` rows at a time; returns the label
-    column's stripped cells."""
-    labels = []
-    while chunk := list(itertools.islice(rows, size)):
-        cells = list(zip(*chunk))
-        if label_index is not None:
-            labels.append(np.array([cell.strip() for cell in cells[label_index]]))
-        for i, column in columns.items():
-            column.add(cells[i])
-    return np.concatenate(labels) if labels else None
+def _chunks(rows: Iterator[list[str]], width: int) -> Iterator[list[tuple[str, ...]]]:
+    """The rows CSV_CHUNK_CELLS cells at a time, as one tuple of cells per column."""
+    while chunk := list(itertools.islice(rows, max(16, CSV_CHUNK_CELLS // width))):
+        yield list(zip(*chunk, strict=True))  # every row is the header's width (checked)
+
+
+def _text_indices(lookup: dict[str, int], cells: tuple[str, ...]) -> np.ndarray:
+    """Each cell's index into a text column's distinct stripped cells, new ones added."""
+    found = (lookup.setdefault(cell.strip(), len(lookup)) for cell in cells)
+    return np.fromiter(found, np.int32, len(cells))
+
+
+def _room(numbers: np.ndarray, count: int, cells: list[tuple[str, ...]], size: int) -> np.ndarray:
+    """`numbers` with room for the rows in `cells` after the first `count`: as many rows as a
+    file of `size` bytes of such rows holds, and a margin. Pages past the last row are never
+    written, so they take no memory."""
+    chars = sum(len(cell) + 1 for column in cells for cell in column)  # + a comma or newline
+    rows = len(cells[0])
+    guess = int(1.25 * size / chars * rows) + rows
+    grown = np.empty((max(guess, 2 * len(numbers), count + rows), numbers.shape[1]), np.float32)
+    grown[:count] = numbers[:count]
+    return grown
 
 
 def _csv(path: Path, label_column: str):
@@ -396,27 +372,56 @@ def _csv(path: Path, label_column: str):
             f"CSV {path} has no column {label_column!r} (columns: {', '.join(header)}); "
             "set data.label_column"
         )
-    label_index = header.index(label_column)
-    features = [i for i in range(len(header)) if i != label_index]
-    size = max(1, CSV_CHUNK_CELLS // len(header))
-    read = {i: _Column() for i in features}
-    labels = _read_columns(rows, read, size, label_index)
+    label_at = header.index(label_column)
+    features = [i for i in range(len(header)) if i != label_at]
+    # Read a chunk of rows at a time into float32 columns: only a chunk's cells are ever
+    # Python strings. A column turns to text at its first cell that is neither a number
+    # nor empty; text after a number is read again from the first row, as the numbers' own
+    # strings are gone ("1" and "1.0" are different categories). Inspect reports those.
+    numbers = np.empty((0, len(features)), np.float32)
+    lookups, indices, mixed = {}, {}, set()
+    had_number = np.zeros(len(features), bool)
+    labels, count, size = [], 0, path.stat().st_size
+    for cells in _chunks(rows, len(header)):
+        if count + len(cells[0]) > len(numbers):
+            numbers = _room(numbers, count, cells, size)
+        block = numbers[count : count + len(cells[0])]
+        labels.append(np.array([cell.strip() for cell in cells[label_at]]))
+        for j, i in enumerate(features):
+            if j in lookups:
+                indices[j].append(_text_indices(lookups[j], cells[i]))
+            elif j not in mixed:
+                values, filled = _numbers(cells[i])
+                if values is not None:
+                    block[:, j] = values
+                    had_number[j] |= filled
+                elif had_number[j]:
+                    mixed.add(j)
+                else:  # every earlier cell was empty: "" is all there is to keep of them
+                    lookups[j] = {"": 0}
+                    indices[j] = [np.zeros(count, np.int32), _text_indices(lookups[j], cells[i])]
+        count += len(cells[0])
+    labels = np.concatenate(labels)
     if (labels == "").any():
         raise UsageError(f"CSV {path} has rows with an empty {label_column!r} label")
     if not features:
         raise UsageError(f"CSV {path} has no feature columns besides {label_column!r}")
-    again = {i: _Column(strings={"": 0}) for i in features if read[i].reread}
-    if again:  # numbers, then text: those columns again, as text from the first row
-        _read_columns(_csv_rows(path)[1], again, size, None)
-        read.update(again)
-    # Text stays indexed strings here: categorical vocabularies come from the training split.
-    cells = _Columns(
-        [read[i].values() for i in features],
-        [None if read[i].strings is None else list(read[i].strings) for i in features],
+    if mixed:
+        lookups.update({j: {"": 0} for j in mixed})
+        indices.update({j: [] for j in mixed})
+        for cells in _chunks(_csv_rows(path)[1], len(header)):
+            for j in mixed:
+                indices[j].append(_text_indices(lookups[j], cells[features[j]]))
+    # Text stays indices into strings here: categorical vocabularies come from the training
+    # split only.
+    table = _Table(
+        numbers[:count],
+        {j: np.concatenate(parts) for j, parts in indices.items()},
+        {j: list(lookup) for j, lookup in lookups.items()},
     )
     names = [header[i] for i in features]
-    ids = np.arange(2, len(labels) + 2).astype(f"<U{len(str(len(labels) + 1))}")
-    return "tabular", cells, labels, None, names, ids
+    ids = np.arange(2, count + 2).astype(f"<U{len(str(count + 1))}")
+    return "tabular", table, labels, None, names, ids
 
 
 # ---------------------------------------------------------------- labels and splits
@@ -481,52 +486,42 @@ def split_indices(y: np.ndarray, task: str, val_fraction: float, test_fraction: 
     return train, val, test
 
 
-def _encode_table(columns: _Columns, train_index: np.ndarray, missing: str, names: list[str]):
-    """Numeric columns to floats, others to category indices with the training vocabulary:
-    each of `columns.values` becomes float32, in place. A column is numeric when every cell
-    of the rows kept is a number or empty."""
+def _encode_table(table: _Table, train_index: np.ndarray, missing: str, names: list[str]):
+    """Numeric columns to floats, others to category indices with the training vocabulary,
+    in place in table.numbers. A column is numeric when every cell of the rows kept is a
+    number or empty."""
+    x = table.numbers
     categorical, vocabularies = {}, {}
-    for j, strings in enumerate(columns.strings):
-        values = columns.values[j]
-        if strings is not None:
-            met = np.unique(values)
-            if not all(_is_number(strings[i]) for i in met if strings[i]):
-                present = {strings[i] for i in np.unique(values[train_index])}
-                vocabulary = sorted(present - {""})
-                index = {v: i + 1 for i, v in enumerate(vocabulary)}  # 0 = unseen or empty
-                encoded = np.array([index.get(v, 0) for v in strings], dtype=np.float32)
-                columns.values[j] = encoded[values]
-                categorical[j] = len(vocabulary) + 1
-                vocabularies[j] = vocabulary
-                continue
+    for j in sorted(table.strings):
+        strings = table.strings[j]
+        cells = table.indices[j]
+        met = np.unique(cells)
+        if all(_is_number(strings[i]) for i in met if strings[i]):
             # Text elsewhere in the file, numbers in the rows kept (data.max_examples).
             numbers = np.full(len(strings), np.nan, dtype=np.float32)
             numbers[met] = np.array(
                 [float(strings[i]) if strings[i] else np.nan for i in met], dtype=np.float32
             )
-            values = numbers[values]
-        gaps = np.isnan(values)
-        if gaps.any():
-            if missing == "error":
-                raise UsageError(
-                    f"column {names[j]!r} has {int(gaps.sum())} missing values; "
-                    "set data.missing=mean to fill them with the training mean"
-                )
-            fill = np.nanmean(values[train_index]) if (~gaps[train_index]).any() else 0.0
-            values[gaps] = fill
-        columns.values[j] = values
+            x[:, j] = numbers[cells]
+            continue
+        vocabulary = sorted({strings[i] for i in np.unique(cells[train_index])} - {""})
+        index = {v: i + 1 for i, v in enumerate(vocabulary)}  # 0 = unseen or empty
+        x[:, j] = np.array([index.get(v, 0) for v in strings], dtype=np.float32)[cells]
+        categorical[j] = len(vocabulary) + 1
+        vocabularies[j] = vocabulary
+    gaps = np.zeros(x.shape[1], np.int64)
+    for start in range(0, len(x), 1 << 16):  # counted a block of rows at a time: no n x d mask
+        gaps += np.isnan(x[start : start + (1 << 16)]).sum(axis=0)
+    for j in np.flatnonzero(gaps):  # category indices have none
+        if missing == "error":
+            raise UsageError(
+                f"column {names[j]!r} has {int(gaps[j])} missing values; "
+                "set data.missing=mean to fill them with the training mean"
+            )
+        column = x[:, j]
+        train = column[train_index]
+        column[np.isnan(column)] = np.nanmean(train) if (~np.isnan(train)).any() else 0.0
     return categorical, vocabularies
-
-
-def _split_table(columns: list, indices: list[np.ndarray]) -> list[np.ndarray]:
-    """The rows at each of `indices` as (rows, columns) float32 arrays, filled a column at a
-    time, each column dropped from `columns` once copied: the table is held once, not twice."""
-    parts = [np.empty((len(index), len(columns)), np.float32) for index in indices]
-    for j in range(len(columns)):
-        column, columns[j] = columns[j], None
-        for part, index in zip(parts, indices, strict=True):
-            part[:, j] = column[index]
-    return parts
 
 
 def resolve_source(source: str, path_column: str = "") -> str:
@@ -588,7 +583,7 @@ def load(
 
     split_seed = config.seed if d.split_seed is None else d.split_seed
     every = Split(x, y, ids)
-    del x  # every holds the inputs from here: a table is let go of as it is split
+    del x  # `every` holds the inputs from here, so a table is freed once it is split
     if 0 < d.max_examples < len(y):
         stratify = y if task == "classification" else None
         keep, _ = train_test_split(
@@ -601,18 +596,13 @@ def load(
 
     train, val, test = split_indices(every.y, task, d.val_fraction, d.test_fraction, split_seed)
     categorical, vocabularies = {}, {}
-    if isinstance(every.x, _Columns):  # a CSV table: encoded, then split a column at a time
+    if isinstance(every.x, _Table):  # a CSV table
         categorical, vocabularies = _encode_table(every.x, train, d.missing, features)
-        parts = _split_table(every.x.values, [train, val, test])
-        splits = [
-            Split(part, every.y[index], every.ids[index])
-            for part, index in zip(parts, (train, val, test), strict=True)
-        ]
-    else:
-        if not isinstance(every.x, ImageFiles):
-            every.x = np.asarray(every.x, dtype=np.float32)
-        splits = [every.subset(index) for index in (train, val, test)]
-    del every
+        every.x = every.x.numbers
+    elif not isinstance(every.x, ImageFiles):
+        every.x = np.asarray(every.x, dtype=np.float32)  # no copy of float32
+    splits = [every.subset(index) for index in (train, val, test)]
+    del every  # the table: only the splits' copies of it are kept
     arrays = [split.x for split in splits if not isinstance(split.x, ImageFiles)]
     if finite_only and not all(np.isfinite(x).all() for x in arrays):
         raise UsageError(f"{d.source} has NaN or infinite inputs; run inspect to find them")

@@ -39,8 +39,10 @@ def decoded_chunks(files, chunk: int = DECODE_CHUNK, skip_broken: bool = False):
     )
     if skip_broken:
         dataset = dataset.ignore_errors()
+    options = tf.data.Options()
+    options.autotune.enabled = False  # as in pipeline.make_dataset: no idle wait at the end
     try:
-        for batch in dataset.batch(chunk).prefetch(1):
+        for batch in dataset.batch(chunk).prefetch(1).with_options(options):
             yield batch.numpy()
     except tf.errors.InvalidArgumentError:
         raise UsageError(broken_file_message(files.paths)) from None

@@ -20,7 +20,7 @@ from .images import decode_image
 
 # Decoded images a file cache's shuffle holds: about 200 MB of 128 px RGB images.
 CACHE_SHUFFLE_BUFFER = 4096
-# Examples of an array split gathered (and normalized) at a time, then cut into batches.
+# Examples of an array split's epoch gathered at a time, then cut into batches.
 GATHER_EXAMPLES = 8192
 
 
@@ -108,49 +108,67 @@ def _cache_file(folder: str, files: ImageFiles) -> str:
 
 
 def _array_batches(x, y, batch_size, *, shuffle, seed, first_epoch, whole_batches, scale=None):
-    """Batches of arrays in memory; with shuffle, an endless stream of epochs.
+    """Batches of arrays in memory, normalized by scale = (mean, std) if given; with shuffle,
+    an endless stream of epochs.
 
-    The split is held once, as a constant. Examples are gathered GATHER_EXAMPLES at a time
-    in the epoch's order (one permutation op per epoch, seeded), normalized by
-    `scale` = (mean, std) if given, and cut into batches by slicing, so each epoch ends
-    with its own short batch and no batch spans two epochs. Gathering a block rather than
-    the whole epoch keeps the pipeline from holding a second, permuted copy of the split.
-    Endless, so that fit keeps one iterator: with a fresh one every epoch (fit's way with a
-    finite dataset) the step waited for the buffer to refill."""
+    The split is held once, in the float32 tensor the pipeline reads: normalized while it is
+    copied there. The shuffle is one permutation op per epoch; its examples are gathered
+    GATHER_EXAMPLES at a time (one op, not one per batch, and not a permuted copy of the
+    whole split) and cut into batches by slicing, so each epoch ends with its own short
+    batch and no batch spans two epochs. Endless, so that fit keeps one iterator: with a
+    fresh one every epoch (fit's way with a finite dataset) the step waited for the buffer
+    to refill."""
     import tensorflow as tf
 
+    def tensor(array, dtype, scale=None):
+        # The one copy, in memory TensorFlow takes as it is (64-byte aligned) and gives back
+        # when done; tf.constant(array) would hold the split twice (a numpy copy it keeps,
+        # then its own) and keep that memory from the OS afterwards.
+        size = array.size * np.dtype(dtype).itemsize
+        buffer = np.empty(size + 64, np.uint8)
+        start = -buffer.ctypes.data % 64
+        copy = buffer[start : start + size].view(dtype).reshape(array.shape)
+        for rows in range(0, max(len(array), 1), 1 << 16):
+            part = array[rows : rows + (1 << 16)]
+            copy[rows : rows + len(part)] = part if scale is None else (part - scale[0]) / scale[1]
+        with tf.device("/cpu:0"):
+            return tf.raw_ops.Identity(input=copy)
+
+    y = np.asarray(y)
+    x, y = tensor(x, np.float32, scale), tensor(y, y.dtype)
+    # tf.data's default graph rewrites would copy the split into the rewritten graph for
+    # every iterator (each validation pass too); none of them speeds up these few ops.
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    if not shuffle:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y))
+        return dataset.batch(batch_size, drop_remainder=whole_batches).with_options(options)
     n, full = len(y), len(y) // batch_size
     whole = full * batch_size  # the examples in whole batches; the rest make the last one
-    x, y = tf.constant(x), tf.constant(y)
-    mean, std = (None, None) if scale is None else (tf.constant(v) for v in scale)
-    per_block = max(1, GATHER_EXAMPLES // batch_size)
+    per_gather = max(1, GATHER_EXAMPLES // batch_size)
 
-    def gather(index):
-        xs = tf.gather(x, index)
-        return (xs if mean is None else (xs - mean) / std), tf.gather(y, index)
-
-    def batches(order):
-        # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
-        # drops a rebatch, so every "batch" would be the whole epoch.
-        blocks = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:whole], (full, batch_size)))
-        cut = blocks.batch(per_block).flat_map(
-            lambda index: tf.data.Dataset.from_tensor_slices(gather(index))
-        )
-        if whole < n and not whole_batches:
-            cut = cut.concatenate(tf.data.Dataset.from_tensors(gather(order[whole:])))
-        return cut
-
-    if not shuffle:
-        return batches(tf.range(n, dtype=tf.int64))
+    def gathered(index):
+        return tf.gather(x, index), tf.gather(y, index)
 
     def epoch(number):
         # Epoch e's order is seeded by (seed, e): the same on every device and process.
         order = tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
         )
-        return batches(order)
+        batch_orders = tf.reshape(order[:whole], (full, batch_size))
+        batches = (
+            tf.data.Dataset.from_tensor_slices(batch_orders)
+            .batch(per_gather)
+            .flat_map(lambda index: tf.data.Dataset.from_tensor_slices(gathered(index)))
+        )
+        if whole < n and not whole_batches:
+            last = tf.data.Dataset.from_tensors(gathered(order[whole:]))
+            batches = batches.concatenate(last)
+        return batches
 
-    return tf.data.Dataset.counter(start=first_epoch).flat_map(epoch)
+    # Cut by slicing, not rebatch(): OneDeviceStrategy's distributed dataset silently
+    # drops a rebatch, so every "batch" would be the whole epoch.
+    return tf.data.Dataset.counter(start=first_epoch).flat_map(epoch).with_options(options)
 
 
 def make_dataset(
@@ -197,20 +215,22 @@ def make_dataset(
 
         dataset = dataset.map(to_float)
     else:
-        # Normalized as each block is gathered: no normalized copy of the split, no map call
-        # every batch. asarray: no copy of a float32 split.
-        scale = None if raw else (np.asarray(data.mean, np.float32), np.asarray(data.std, np.float32))
-        x = np.asarray(split.x, dtype=np.float32)
-        dataset = _array_batches(x, y, batch_size, scale=scale, **order)
+        # Normalized once, as it is copied into the pipeline: a map would cost a function
+        # call every batch.
+        scale = None if raw else (data.mean, data.std)
+        dataset = _array_batches(split.x, y, batch_size, scale=scale, **order)
     if augment:
         layer = augmenter(data, seed)
         dataset = dataset.map(
             lambda x, y: (layer(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
     options = tf.data.Options()
-    # Arrays in memory: tf.data's autotuning runs an optimizer thread beside every iterator,
-    # which on a CPU takes a core from the training step. Decoding files needs it.
-    options.autotune.enabled = isinstance(split.x, ImageFiles)
+    # tf.data's autotuning runs an optimizer thread beside every iterator: on a CPU it takes a
+    # core from the training step (arrays in memory), and the end of an iterator of files
+    # could wait, idle, for that thread's next wake-up (up to 10 s a fit, a second or more a
+    # validation pass). Without it AUTOTUNE still means a map on every core and a prefetch
+    # buffer that grows while the step waits: files decode as fast (benchmarks/real_images.py).
+    options.autotune.enabled = False
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 

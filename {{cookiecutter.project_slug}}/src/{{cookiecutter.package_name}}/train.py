@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import shutil
 import sys
 import time
@@ -278,7 +279,10 @@ def train(config: Config, command: str) -> int:
     elif state == "extend":
         print(f"continuing {run_dir} from epoch {done} to at most {config.train.epochs}")
     else:
-        measured = model.evaluate(val_ds, verbose=0, return_dict=True)
+        # On at most check.sample validation examples: a big folder's first step need not
+        # wait for the whole split to be decoded.
+        init_steps = math.ceil(min(len(data.val.y), config.check.sample) / batch_size)
+        measured = model.evaluate(val_ds, steps=init_steps, verbose=0, return_dict=True)
         initial_logs = {f"val_{k}": float(v) for k, v in measured.items()}
         print(
             f"loss at init: {initial_logs['val_loss']:.4f} "

@@ -22,6 +22,7 @@ from ..data import Data, load
 from ..devices import set_precision
 from ..errors import UsageError
 from .common import (
+    BEFORE_TRAINING_IMAGES,
     BEFORE_TRAINING_SECONDS,
     FAIL,
     PASS,
@@ -130,7 +131,8 @@ def check(config: Config) -> int:
 def before_training(config: Config, data: Data) -> int:
     """The fast checks `train` runs first (check.before_train=false skips them); 1 on a FAIL."""
     started = time.perf_counter()
-    setup = make_setup(config, data, seconds=BEFORE_TRAINING_SECONDS)
+    limit = min(config.check.sample, BEFORE_TRAINING_IMAGES) if data.streamed else None
+    setup = make_setup(config, data, seconds=BEFORE_TRAINING_SECONDS, limit=limit)
     print(_header(setup, "recipe checks before training (make check runs them all)"), flush=True)
     results = run_checks(setup, FAST_CHECKS)
     draw_input_batch(setup)

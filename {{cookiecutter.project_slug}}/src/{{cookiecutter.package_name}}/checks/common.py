@@ -34,6 +34,9 @@ GRADIENT_EXAMPLES = 8  # batch size of the batch_independence probe
 PICTURE_EXAMPLES = 32
 CHECK_SECONDS = 60.0  # overfit_one_batch gives up (WARN, undecided) after this long
 BEFORE_TRAINING_SECONDS = 8.0
+# Image files the checks before training decode per split, at most: enough for their
+# verdicts, and the first step of a big folder comes sooner, with less memory held.
+BEFORE_TRAINING_IMAGES = 512
 ACTIVATIONS = frozenset(
     "softmax log_softmax sigmoid hard_sigmoid tanh relu relu6 softplus softsign elu selu gelu "
     "silu exponential leakyrelu prelu".split()
@@ -88,8 +91,10 @@ def sample(data: Data, limit: int, seed: int) -> tuple[Data, str]:
     return sampled, note
 
 
-def make_setup(config: Config, data: Data, seconds: float = CHECK_SECONDS) -> Setup:
-    sampled, note = sample(data, config.check.sample, config.seed)
+def make_setup(
+    config: Config, data: Data, seconds: float = CHECK_SECONDS, limit: int | None = None
+) -> Setup:
+    sampled, note = sample(data, limit or config.check.sample, config.seed)
     spe = steps_per_epoch(data.train, config.train.batch_size)
     return Setup(config, sampled, spe, config.run_dir / "checks", seconds, note)
 
