@@ -116,21 +116,23 @@ def load_project(project: Path, overrides: list[str]) -> SimpleNamespace:
     p = SimpleNamespace(
         config_lib=importlib.import_module(f"{package}.config"),
         data_lib=importlib.import_module(f"{package}.data"),
+        pipeline=importlib.import_module(f"{package}.pipeline"),
+        seeding=importlib.import_module(f"{package}.seeding"),
         models=importlib.import_module(f"{package}.models"),
         train=importlib.import_module(f"{package}.train"),
         callbacks=importlib.import_module(f"{package}.callbacks"),
     )
     p.config = p.config_lib.build_config([project / "configs" / "default.yaml"], overrides)
-    p.train.seed_everything(p.config)  # as `train` does before loading: op determinism too
+    p.seeding.seed_everything(p.config)  # as `train` does before loading: op determinism too
     p.data = p.data_lib.load(p.config)
     batch = p.config.train.batch_size
     p.examples = len(p.data.train.y)
-    p.steps = p.data_lib.steps_per_epoch(p.data.train, batch)
+    p.steps = p.pipeline.steps_per_epoch(p.data.train, batch)
     # The very pipelines `train` feeds `fit`.
-    p.train_ds = p.data_lib.make_dataset(
+    p.train_ds = p.pipeline.make_dataset(
         p.data, p.data.train, batch, shuffle=True, seed=p.config.seed, augment=False
     )
-    p.val_ds = p.data_lib.make_dataset(p.data, p.data.val, batch, shuffle=False)
+    p.val_ds = p.pipeline.make_dataset(p.data, p.data.val, batch, shuffle=False)
     return p
 
 
@@ -182,7 +184,7 @@ def warm_model(p, dataset, validation=None, steps_per_epoch=None):
 
     Returns the model and its initial weights, which every timed fit starts from.
     """
-    p.train.seed_everything(p.config)
+    p.seeding.seed_everything(p.config)
     model = p.models.build_model(p.config, p.data)
     p.models.compile_model(model, p.config, p.data, p.steps)
     initial = model.get_weights()

@@ -323,8 +323,8 @@ def train_run(project: Path, folder: Path, work: Path) -> dict:
         "start_python": t["imported"] - started,  # the interpreter, TensorFlow, the package
         "load": seconds_in(spans, "load"),
         "checks": checks,
-        # From the data to the fit: the model, the run folder, the loss at init (a pass over
-        # the validation split), the first step.
+        # From the checks to the fit: the model, the run folder, the loss at init (a pass
+        # over the validation split, or a part of it).
         "to_fit": t["fit_begin"] - load_end - checks,
         "step_one": t["first_step"] - t["fit_begin"],
         "epoch": t["epoch_end"] - t["fit_begin"],
@@ -334,7 +334,6 @@ def train_run(project: Path, folder: Path, work: Path) -> dict:
         "steps": t["steps"],
         "train_seconds": metrics["train_seconds"],
         "metrics": metrics,
-        "log": log.read_text(),
     }
     print(
         f"  train on {folder.name} images: {run['wall']:.1f} s, peak RSS {run['rss_gb']:.2f} GB, "
@@ -357,14 +356,14 @@ def load_project(project: Path, folder: Path) -> SimpleNamespace:
     p = SimpleNamespace(
         **{
             name: importlib.import_module(f"{package}.{name}")
-            for name in ("config", "data", "pipeline", "models", "train")
+            for name in ("config", "data", "pipeline", "models", "seeding", "train")
         }
     )
     p.settings = p.config.build_config(
         [project / "configs" / "default.yaml"],
         [f"data.source={folder}", *OVERRIDES, f"run.dir={project / 'runs'}"],
     )
-    p.train.seed_everything(p.settings)  # as `train` does: op determinism too
+    p.seeding.seed_everything(p.settings)  # as `train` does: op determinism too
     p.dataset = p.data.load(p.settings)
     p.steps = p.pipeline.steps_per_epoch(p.dataset.train, BATCH)
     return p
@@ -372,7 +371,7 @@ def load_project(project: Path, folder: Path) -> SimpleNamespace:
 
 def compiled_network(p, weights=None):
     """The network `train` builds, compiled as it compiles it; with `weights` if given."""
-    p.train.seed_everything(p.settings)
+    p.seeding.seed_everything(p.settings)
     network = p.models.build_model(p.settings, p.dataset)
     if weights is not None:
         network.set_weights(weights)
