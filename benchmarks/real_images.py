@@ -159,7 +159,9 @@ def generate(folder: Path, count: int, processes: int | None = None) -> Path:
     jobs = [(str(folder), range(i, min(i + chunk, count))) for i in range(0, count, chunk)]
     processes = processes or os.cpu_count()
     started, done, reported = time.perf_counter(), 0, 0
-    with multiprocessing.Pool(processes) as pool:
+    # Spawned, not forked: a fork of a process that has loaded TensorFlow (a test run, the
+    # benchmark itself) can crash in the child.
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
         for written in pool.imap_unordered(write_images, jobs):
             done += written
             if done - reported >= count / 10 or done == count:
