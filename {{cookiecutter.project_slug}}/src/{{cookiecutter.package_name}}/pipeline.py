@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import Config
 from .data import Data, ImageFiles, Split, scale_targets
 from .errors import UsageError
 from .images import decode_image
@@ -232,6 +233,22 @@ def make_dataset(
     # buffer that grows while the step waits: files decode as fast (benchmarks/real_images.py).
     options.autotune.enabled = False
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def training_stream(config: Config, data: Data, first_epoch: int):
+    """The endless stream of shuffled training epochs, from first_epoch on: a resumed run, or
+    the next phase, goes on with the data orders an uninterrupted run would have seen."""
+    return make_dataset(
+        data,
+        data.train,
+        config.train.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        augment=config.data.augment,
+        whole_batches=config.train.strategy == "multi_worker",
+        first_epoch=first_epoch,
+        cache=config.data.cache,
+    )
 
 
 def steps_per_epoch(split: Split, batch_size: int, whole_batches: bool = False) -> int:

@@ -38,7 +38,7 @@ from .models import (
     start_fine_tuning,
     with_preprocessing,
 )
-from .pipeline import fixed_batch, make_dataset, steps_per_epoch
+from .pipeline import fixed_batch, make_dataset, steps_per_epoch, training_stream
 from .seeding import seed_everything
 
 # The final epoch's weights and optimizer state, which run.extend continues from (R6.3, U1),
@@ -134,22 +134,6 @@ def fit_phases(config: Config, done: int) -> list[tuple[str, int]]:
     head_end = min(m.head_epochs, epochs)
     phases = [("head", head_end)] if done < head_end else []
     return phases + ([("fine_tune", epochs)] if epochs > head_end else [])
-
-
-def training_stream(config: Config, data: Data, first_epoch: int):
-    """The endless stream of shuffled training epochs, from first_epoch on: a resumed run, or
-    the next phase, goes on with the data orders an uninterrupted run would have seen."""
-    return make_dataset(
-        data,
-        data.train,
-        config.train.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        augment=config.data.augment,
-        whole_batches=config.train.strategy == "multi_worker",
-        first_epoch=first_epoch,
-        cache=config.data.cache,
-    )
 
 
 def make_callbacks(

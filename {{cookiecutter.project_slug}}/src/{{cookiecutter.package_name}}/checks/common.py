@@ -12,7 +12,7 @@ import numpy as np
 from .. import models, seeding
 from ..config import Config
 from ..data import Data, Split, scale_targets
-from ..pipeline import make_dataset, steps_per_epoch
+from ..pipeline import steps_per_epoch, training_stream
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -144,15 +144,7 @@ def constant_rate_optimizer(setup: Setup):
 
 def training_pipeline(setup: Setup):
     """The training pipeline exactly as train builds it: shuffled from the seed, augmented if on."""
-    config, data = setup.config, setup.data
-    return make_dataset(
-        data,
-        data.train,
-        config.train.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        augment=config.data.augment,
-    )
+    return training_stream(setup.config, setup.data, first_epoch=0)
 
 
 @dataclass
