@@ -5,7 +5,8 @@ JPEGs of three classes (a circle, a square or a triangle of random size, place, 
 and colour, on a blurred random background with stray lines, random brightness and
 pixel noise), one sub-folder per class, made once with every core and kept under
 build/real_images/<count>/ (5,000 and 25,000 images by default). Every run trains at
-96x96 (data.image_size=[96,96]) a small convnet (model.filters=16, model.width=64).
+96x96 (data.image_size=[96,96]; --image-size 128 for 128x128) a small convnet
+(model.filters=16, model.width=64).
 
 1. `make train` for one epoch on each folder, in a fresh process: the CLI's `train`
    command run by this script's `--drive` mode, which imports the baked package, puts a
@@ -42,6 +43,7 @@ Prints the Markdown tables of docs/performance.md ("Real image folders") on stdo
 the single timings on stderr.
 
     .venv/bin/python benchmarks/real_images.py [--sizes 5000 25000] [--rounds 10] [--quick]
+    .venv/bin/python benchmarks/real_images.py --sizes 6000 --image-size 128 --train-only
 """
 
 from __future__ import annotations
@@ -72,9 +74,8 @@ CLASSES = ("circle", "square", "triangle")
 SIDE = 256  # pixels a side: decoding and resizing cost what real photos' thumbnails cost
 JPEG_QUALITY = 90
 GENERATOR_SEED = 2026
-# Everything but the data source and the run folder, as on the command line.
+# Everything but the data source, the image size and the run folder, as on the command line.
 OVERRIDES = (
-    "data.image_size=[96,96]",
     "model.name=convnet",
     "model.filters=16",
     "model.width=64",
@@ -263,7 +264,7 @@ def seconds_in(spans: dict, key: str) -> float:
     return sum(end - start for start, end in spans.get(key, ()))
 
 
-def train_run(project: Path, folder: Path, work: Path) -> dict:
+def train_run(project: Path, folder: Path, work: Path, side: int) -> dict:
     """`train` for one epoch on `folder` in a fresh process: its peak RSS, timings, metrics."""
     package = results.package_name(project)
     run_dir, timings = work / f"runs-{folder.name}", work / f"timings-{folder.name}.json"
@@ -278,6 +279,7 @@ def train_run(project: Path, folder: Path, work: Path) -> dict:
         "--config",
         "configs/default.yaml",
         f"data.source={folder}",
+        f"data.image_size=[{side},{side}]",
         *OVERRIDES,
         f"run.dir={run_dir}",
         "run.name=train",
@@ -351,7 +353,7 @@ def train_run(project: Path, folder: Path, work: Path) -> dict:
 # ---------------------------------------------------------------- 2-3. in this process
 
 
-def load_project(project: Path, folder: Path) -> SimpleNamespace:
+def load_project(project: Path, folder: Path, side: int) -> SimpleNamespace:
     """The baked package's modules, the config `train` would build for `folder`, its data."""
     sys.path.insert(0, str(project / "src"))
     package = results.package_name(project)
@@ -363,7 +365,12 @@ def load_project(project: Path, folder: Path) -> SimpleNamespace:
     )
     p.settings = p.config.build_config(
         [project / "configs" / "default.yaml"],
-        [f"data.source={folder}", *OVERRIDES, f"run.dir={project / 'runs'}"],
+        [
+            f"data.source={folder}",
+            f"data.image_size=[{side},{side}]",
+            *OVERRIDES,
+            f"run.dir={project / 'runs'}",
+        ],
     )
     p.seeding.seed_everything(p.settings)  # as `train` does: op determinism too
     p.dataset = p.data.load(p.settings)
@@ -440,14 +447,14 @@ def measure_input(p, batches: int, steps: int, pairs: int) -> dict:
     )
 
 
-def measure_epochs(p, folder: Path, steps: int, rounds: int) -> list[dict]:
+def measure_epochs(p, folder: Path, steps: int, rounds: int, side: int) -> list[dict]:
     """The template's stream and network vs plain Keras's folder dataset and raw-pixel model,
     same initial weights, `steps` steps a side in turns, `rounds` rounds (3)."""
     import keras
     import tensorflow as tf
 
     plain_ds = keras.utils.image_dataset_from_directory(
-        folder, image_size=(96, 96), batch_size=BATCH, shuffle=True, seed=0, verbose=False
+        folder, image_size=(side, side), batch_size=BATCH, shuffle=True, seed=0, verbose=False
     ).prefetch(tf.data.AUTOTUNE)
     network = compiled_network(p)
     twin = compiled_network(p, network.get_weights())
@@ -587,6 +594,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps a side in each round")
     parser.add_argument("--pairs", type=int, default=6, help="pairs of the throughput row")
     parser.add_argument("--batches", type=int, default=100, help="batches the pipeline drains")
+    parser.add_argument("--image-size", type=int, default=96, help="pixels a side when training")
+    parser.add_argument(
+        "--train-only", action="store_true", help="measurement 1 only (memory, start-up)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 5,000 images, 2 rounds, few steps"
     )
@@ -600,20 +611,24 @@ def main() -> None:
         work = Path(work)
         project = results.bake("image_classification", work)
         print("1: `train` for one epoch on each folder", file=sys.stderr)
-        runs = [train_run(project, folder, work) for folder in folders]
-        p = load_project(project, folders[0])
-        print(f"2: {args.pairs} pairs on {folders[0].name} images", file=sys.stderr)
-        rows = [measure_input(p, args.batches, args.steps, args.pairs)]
-        print(f"3: {args.rounds} rounds of {args.steps} steps", file=sys.stderr)
-        rows += measure_epochs(p, folders[0], args.steps, args.rounds)
+        runs = [train_run(project, folder, work, args.image_size) for folder in folders]
+        rows = []
+        if not args.train_only:
+            p = load_project(project, folders[0], args.image_size)
+            print(f"2: {args.pairs} pairs on {folders[0].name} images", file=sys.stderr)
+            rows = [measure_input(p, args.batches, args.steps, args.pairs)]
+            print(f"3: {args.rounds} rounds of {args.steps} steps", file=sys.stderr)
+            rows += measure_epochs(p, folders[0], args.steps, args.rounds, args.image_size)
     print(f"\n{date.today().isoformat()}, {performance.machine()}")
     print(
         f"folders: {', '.join(f'{f.name} images' for f in folders)} of {SIDE}x{SIDE} JPEGs in "
-        f"{BUILD}; rows 2-3 on {folders[0].name} images"
+        f"{BUILD}, trained at {args.image_size}x{args.image_size}"
+        + ("" if args.train_only else f"; rows 2-3 on {folders[0].name} images")
         + (" (--quick: a smoke run, not a measurement)" if args.quick else "")
     )
     print("\n".join(["", *train_tables(runs)]))
-    print("\n".join(["", *performance.table(rows)]))
+    if rows:
+        print("\n".join(["", *performance.table(rows)]))
     print(f"\nthis script: {time.perf_counter() - started:.0f} s")
 
 

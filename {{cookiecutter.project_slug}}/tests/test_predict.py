@@ -169,3 +169,13 @@ def test_a_table_run_predicts_on_rows_with_categories_and_gaps(project, make_con
     rows = _rows(config.run_dir / "predictions.csv")
     assert [row["id"] for row in rows] == ["2", "3", "4"]
     assert rows[0]["prediction"] == "apple" and rows[1]["prediction"] == "pear"
+
+    # The SavedModel takes the same rows as CSV cells (strings) and encodes them itself.
+    import tensorflow as tf
+
+    assert project.predict.export(config) == 0
+    served = tf.saved_model.load(str(config.run_dir / "export"))
+    cells = tf.constant([["0.1", "red"], ["", "green"], [" 2 ", "purple"]])  # size, color
+    probabilities = served.serve(cells).numpy()
+    expected = [[float(row[f"probability_{name}"]) for name in ("apple", "pear")] for row in rows]
+    assert np.abs(probabilities - np.array(expected)).max() <= 1e-5

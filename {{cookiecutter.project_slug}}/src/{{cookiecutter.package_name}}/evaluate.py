@@ -92,10 +92,11 @@ def _sample(count: int, rng) -> np.ndarray:
     return np.sort(rng.choice(count, BASELINE_EXAMPLES, replace=False))
 
 
-def fit_baselines(data: Data) -> dict:
+def fit_baselines(data: Data) -> tuple[dict, OneHotEncoder | None]:
     """The linear and the input-blind baselines, fitted on (a seeded sample of) the training
     split; the linear one's regularization strength is the one with the lowest validation loss,
-    so it stays a fair baseline on wide inputs (raw pixels overfit unregularized)."""
+    so it stays a fair baseline on wide inputs (raw pixels overfit unregularized). Returns
+    the fitted baselines by name and the categorical columns' encoder they share."""
     rng = np.random.default_rng(0)
     train_index, val_index = _sample(len(data.train.y), rng), _sample(len(data.val.y), rng)
     y, y_val = data.train.y[train_index], data.val.y[val_index]
@@ -124,7 +125,7 @@ def fit_baselines(data: Data) -> dict:
         best, best_loss = candidate, loss
     blind.fit(features, y)
     name = "majority_baseline" if data.task == "classification" else "mean_baseline"
-    return {"linear_baseline": (best, encoder), name: (blind, encoder)}
+    return {"linear_baseline": best, name: blind}, encoder
 
 
 def _outputs(data: Data, model, features: np.ndarray) -> np.ndarray:
@@ -136,9 +137,17 @@ def _outputs(data: Data, model, features: np.ndarray) -> np.ndarray:
     return model.predict(features)
 
 
-def baseline_outputs(data: Data, fitted, split: Split) -> np.ndarray:
-    model, encoder = fitted
-    return _outputs(data, model, split_features(data, split, encoder))
+def baseline_outputs(data: Data, baselines: dict, encoder, split: Split) -> dict:
+    """Each baseline's outputs on a split, BASELINE_EXAMPLES at a time: a chunk's features
+    (decoded images; float64 with one-hot codes, wider than the table) made once for all
+    baselines, and never the whole split's at once."""
+    outputs = {name: [] for name in baselines}
+    for start in range(0, len(split.y), BASELINE_EXAMPLES):
+        index = np.arange(start, min(start + BASELINE_EXAMPLES, len(split.y)))
+        features = split_features(data, split, encoder, index)
+        for name, model in baselines.items():
+            outputs[name].append(_outputs(data, model, features))
+    return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
 def score(data: Data, labels: np.ndarray, outputs: np.ndarray) -> dict:
@@ -236,8 +245,9 @@ def evaluate_run(model, data: Data, run_dir: Path) -> dict:
     whole test set; writes metrics and pictures."""
     outputs = predict_split(model, data, data.test)
     results = {"model": score(data, data.test.y, outputs)}
-    for name, fitted in fit_baselines(data).items():
-        results[name] = score(data, data.test.y, baseline_outputs(data, fitted, data.test))
+    baselines, encoder = fit_baselines(data)
+    for name, predicted in baseline_outputs(data, baselines, encoder, data.test).items():
+        results[name] = score(data, data.test.y, predicted)
 
     report = {
         "task": data.task,

@@ -8,6 +8,7 @@ tables, the column vocabularies.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import json
 import os
@@ -155,30 +156,33 @@ def write_predictions(ids: list[str], outputs: np.ndarray, info: dict, path: Pat
 
 def export(config: Config) -> int:
     """`python -m <package> export`: runs/<name>/export/, a SavedModel whose `serve` takes raw
-    inputs (images: uint8 [batch, height, width, channels] of any size) and returns
-    probabilities (classification) or values in the target's units (regression)."""
+    inputs and returns probabilities (classification) or values in the target's units
+    (regression). Images: uint8 [batch, height, width, channels] of any size. Tables: the
+    CSV cells as strings [batch, columns], columns in data.json's feature_names order."""
     import keras
     import tensorflow as tf
 
     run_dir = config.run_dir
     info = read_description(run_dir)
     model = load_trained(run_dir)
-    shape = info["input_shape"]
     if info["kind"] == "image":
-        spec = tf.TensorSpec((None, None, None, shape[-1]), tf.uint8, name="pixels")
+        spec = tf.TensorSpec((None, None, None, info["input_shape"][-1]), tf.uint8, name="pixels")
+        encode, lookups = functools.partial(tf.cast, dtype=tf.float32), []
     else:
-        spec = tf.TensorSpec((None, *shape), tf.float32, name="columns")
+        spec = tf.TensorSpec((None, len(info["feature_names"])), tf.string, name="cells")
+        encode, lookups = cells_encoder(info)
     classification = info["task"] == "classification"
     target_mean, target_std = info["target_mean"], info["target_std"]
 
     def serve(x):
-        logits = model(tf.cast(x, tf.float32), training=False)
+        logits = model(encode(x), training=False)
         if classification:
             return tf.nn.softmax(tf.cast(logits, tf.float64))
         return logits[:, 0] * target_std + target_mean
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    for layer in [model, *lookups]:  # the lookups' tables go into the SavedModel too
+        archive.track(layer)
     archive.add_endpoint("serve", serve, input_signature=[spec])
     folder = run_dir / "export"
     partial = run_dir / "export.partial"
@@ -187,8 +191,43 @@ def export(config: Config) -> int:
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
     print(f"SavedModel: {folder} (endpoint serve: {spec.dtype.name} {list(spec.shape)})")
+    if info["kind"] == "tabular":
+        print(f"  its columns, in order: {', '.join(info['feature_names'])}")
     _other_formats(config, model, folder)
     return 0
+
+
+def cells_encoder(info: dict):
+    """Raw CSV cells [batch, columns] of strings to what model.keras takes, as table_rows
+    encodes them: numbers (an empty cell is the training mean), and category indices from
+    a StringLookup of the training vocabulary (0 = unseen or empty). Returns the encoding
+    function and the lookup layers, which the export archive tracks."""
+    import keras
+    import tensorflow as tf
+
+    names, fill = info["feature_names"], info["fill"]
+    lookups = {
+        j: keras.layers.StringLookup(vocabulary=info["vocabularies"][name], num_oov_indices=1)
+        for j, name in enumerate(names)
+        if name in info["vocabularies"]
+    }
+    for lookup in lookups.values():
+        lookup.build((None,))  # the archive exports built layers only
+
+    def encode(cells):
+        cells = tf.strings.strip(cells)
+        columns = []
+        for j in range(len(names)):
+            cell = cells[:, j]
+            if j in lookups:
+                columns.append(tf.cast(lookups[j](cell), tf.float32))
+            else:
+                empty = tf.equal(cell, "")
+                number = tf.strings.to_number(tf.where(empty, "0", cell), tf.float32)
+                columns.append(tf.where(empty, tf.constant(fill[j], tf.float32), number))
+        return tf.stack(columns, axis=1)
+
+    return encode, list(lookups.values())
 
 
 def _other_formats(config: Config, model, folder: Path) -> None:
