@@ -12,10 +12,11 @@ if CONTEXT["license"] == "none":
 if CONTEXT["github_actions"] == "no":
     shutil.rmtree(".github")
 
-# Private keys (_template, _output_dir, ...) describe this machine, not the answers;
-# keeping only the answers lets `cookiecutter --replay-file` / cruft regenerate it.
+# Private keys (_template, _output_dir, ...) describe this machine, not the answers.
+# The answers under "cookiecutter" make the file a replay file: `cookiecutter
+# --replay-file .cookiecutter.json <template>` regenerates the project with them.
 answers = {key: value for key, value in CONTEXT.items() if not key.startswith("_")}
-Path(".cookiecutter.json").write_text(json.dumps(answers, indent=2) + "\n")
+Path(".cookiecutter.json").write_text(json.dumps({"cookiecutter": answers}, indent=2) + "\n")
 
 slug = CONTEXT["project_slug"]
 print(f"""

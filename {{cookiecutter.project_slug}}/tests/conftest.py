@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = next(p.parent.name for p in sorted((ROOT / "src").glob("*/__main__.py")))
 MODULES = (
     "errors",
+    "runs",
     "config",
     "data",
     "images",
@@ -28,6 +29,7 @@ MODULES = (
     "models",
     "devices",
     "seeding",
+    "environment",
     "callbacks",
     "pictures",
     "evaluate",
@@ -37,6 +39,9 @@ MODULES = (
     "checks",
     "tune",
     "ensemble",
+    "learning_curve",
+    "compare",
+    "tables",
     "predict",
 )
 

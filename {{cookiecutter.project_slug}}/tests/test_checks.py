@@ -70,6 +70,34 @@ def bad_bias(input_shape, num_outputs, output_bias):
 def no_priors(input_shape, num_outputs, output_bias):
     inputs, x = _body(input_shape)
     return keras.Model(inputs, _head(num_outputs, output_bias, bias_initializer="zeros")(x))
+
+
+def half_dead(input_shape, num_outputs, output_bias):
+    inputs = keras.Input(input_shape)
+    # A large negative bias on 24 of 32 units: their inputs never reach zero.
+    bias = keras.initializers.Constant(np.where(np.arange(32) < 24, -10.0, 0.0))
+    hidden = keras.layers.Dense(32, activation="relu", bias_initializer=bias, name="half_dead")
+    x = hidden(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, _head(num_outputs, output_bias)(x))
+
+
+class AlwaysDropout(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1)
+
+    def call(self, x, training=None):
+        return keras.random.dropout(x, 0.5, seed=self.seed_generator)  # whatever `training` says
+
+
+def dropout_always(input_shape, num_outputs, output_bias):
+    inputs, x = _body(input_shape)
+    return keras.Model(inputs, _head(num_outputs, output_bias)(AlwaysDropout(name="always_on")(x)))
+
+
+def dropout(input_shape, num_outputs, output_bias):
+    inputs, x = _body(input_shape)
+    return keras.Model(inputs, _head(num_outputs, output_bias)(keras.layers.Dropout(0.5)(x)))
 """
 
 ALL = [
@@ -77,10 +105,13 @@ ALL = [
     "init_loss",
     "output_activation",
     "batch_independence",
+    "inference_repeatable",
     "lr_schedule",
     "overfit_one_batch",
     "loss_decreases",
     "input_independent_baseline",
+    "dead_units",
+    "update_ratio",
     "human_baseline",
 ]
 FAST = [
@@ -260,8 +291,8 @@ def test_overfit_one_batch_explodes_at_learning_rate_10(project, setup_for):
 def test_overfit_one_batch_rises_when_the_loss_sign_is_flipped(project, setup_for, monkeypatch):
     original = project.models.loss_for
 
-    def flipped(data):
-        loss = original(data)
+    def flipped(data, config):
+        loss = original(data, config)
         return lambda y, outputs: -loss(y, outputs)
 
     monkeypatch.setattr(project.models, "loss_for", flipped)
@@ -273,10 +304,38 @@ def test_overfit_one_batch_rises_when_the_loss_sign_is_flipped(project, setup_fo
 
 
 def test_loss_decreases_warns_when_the_rate_is_far_too_low(project, setup_for):
-    result = _run(
-        project, setup_for("optimizer.learning_rate=1e-6", "model.name=mlp"), "loss_decreases"
-    )
+    setup = setup_for("optimizer.learning_rate=1e-6", "model.name=mlp")
+    result = _run(project, setup, "loss_decreases")
     assert result.status == "WARN" and "raise the learning rate" in result.diagnosis
+    updates = _run(project, setup, "update_ratio")
+    assert updates.status == "WARN" and "'dense_0' (" in updates.diagnosis
+    assert "barely learn" in updates.diagnosis
+    assert "raise optimizer.learning_rate" in updates.diagnosis
+
+
+def test_update_ratio_warns_and_names_the_layers_when_the_rate_is_far_too_high(project, setup_for):
+    healthy = _run(project, setup_for("model.name=mlp"), "update_ratio")
+    assert healthy.status == "PASS" and "2 layers" in healthy.measured, healthy.line()
+    too_high = setup_for("model.name=mlp", "optimizer.learning_rate=0.3")
+    result = _run(project, too_high, "update_ratio")
+    assert result.status == "WARN" and "learning rate is far too high" in result.diagnosis
+    assert "'dense_0' (" in result.diagnosis and "'dense_1' (" in result.diagnosis
+    assert "left out: 1" in result.measured  # the small output kernel is not judged
+
+
+def test_dead_units_warns_and_names_a_half_dead_layer(project, setup_for, user_model):
+    healthy = _run(project, setup_for(user_model("good")), "dead_units")
+    assert healthy.status == "PASS", healthy.line()
+    result = _run(project, setup_for(user_model("half_dead")), "dead_units")
+    assert result.status == "WARN" and "'half_dead' (Dense, 24/32)" in result.diagnosis
+    assert result.measured.startswith("'half_dead': 24/32 units never fire")
+
+
+def test_inference_repeatable_fails_and_names_dropout_left_on(project, setup_for, user_model):
+    healthy = _run(project, setup_for(user_model("dropout")), "inference_repeatable")
+    assert healthy.status == "PASS" and "difference 0 " in healthy.measured
+    result = _run(project, setup_for(user_model("dropout_always")), "inference_repeatable")
+    assert result.status == "FAIL" and "layer 'always_on' (AlwaysDropout)" in result.diagnosis
 
 
 def test_lr_schedule_warns_when_the_rate_decays_early(project, setup_for, monkeypatch):

@@ -7,7 +7,7 @@ def test_defaults_follow_the_recipe(project):
     config = project.config.build_config()
     assert config.optimizer.learning_rate == 3e-4  # R3.2
     assert config.optimizer.schedule == "constant"  # R3.4
-    assert config.data.augment is False  # R2.2
+    assert config.data.augment == []  # R2.2
     assert config.model.dropout_rate == 0.0
     assert config.run_dir.as_posix() == "runs/default"
 
@@ -37,7 +37,9 @@ def test_yaml_files_layer_then_overrides_win(project, tmp_path):
         ("train.epochs=three", "train.epochs expects int, got 'three'"),
         ("train.epochs=0", "train.epochs must be >= 1"),
         ("optimizer.learning_rate=-0.1", "optimizer.learning_rate must be > 0"),
-        ("data.augment=maybe", "data.augment expects bool"),
+        ("data.augment=maybe", "data.augment must be one of flip_horizontal, flip_vertical"),
+        ("data.augment=true", "data.augment is a list of names now: data.augment=true meant"),
+        ("data.augment=zoom,zoom", "data.augment repeats a name"),
         ("data.task=clustering", "data.task must be one of auto, classification, regression"),
         ("model.name=transformer", "model.name must be one of"),
         ("run.name=a/b", "run.name must be a plain folder name"),
@@ -58,8 +60,8 @@ def test_bad_yaml_files_are_named(project, tmp_path):
     with pytest.raises(project.errors.UsageError, match="does not exist"):
         project.config.build_config([tmp_path / "missing.yaml"])
     unknown = tmp_path / "unknown.yaml"
-    unknown.write_text("optimizer:\n  momentum: 0.9\n")
-    with pytest.raises(project.errors.UsageError, match="unknown config key optimizer.momentum"):
+    unknown.write_text("optimizer:\n  beta_3: 0.9\n")
+    with pytest.raises(project.errors.UsageError, match="unknown config key optimizer.beta_3"):
         project.config.build_config([unknown])
 
 

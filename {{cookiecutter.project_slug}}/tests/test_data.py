@@ -145,20 +145,6 @@ def test_a_strategy_serves_the_stream_batch_for_batch(project, make_config):
         assert np.array_equal(y.numpy(), other_y.numpy())
 
 
-def test_augmentation_is_off_by_default_and_changes_inputs_when_on(project, make_config):
-    config = make_config("data.source=digits")
-    assert config.data.augment is False
-    data = project.data.load(config)
-    plain = next(iter(project.pipeline.make_dataset(data, data.train, 16, shuffle=False)))[
-        0
-    ].numpy()
-    augmented = next(
-        iter(project.pipeline.make_dataset(data, data.train, 16, shuffle=False, augment=True))
-    )[0].numpy()
-    assert plain.shape == augmented.shape
-    assert not np.allclose(plain, augmented)
-
-
 def test_regression_targets_are_trained_in_standard_units(project, make_config):
     data = project.data.load(make_config("data.source=diabetes"))
     scaled = project.data.scale_targets(data, data.train.y)

@@ -100,6 +100,7 @@ def _train_on_workers(project, run_dir, workers):
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", project.name, "train", *args],
+            cwd=run_dir.parent,  # away from the project's configs/default.yaml, which cli reads
             env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(rank)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -6,12 +6,19 @@ import pytest
 
 
 def _initial_loss(project, config):
+    project.seeding.seed_everything(config)  # the init, whichever tests ran before
     data = project.data.load(config)
     model = project.models.build_model(config, data)
     project.models.compile_model(model, config, data, steps_per_epoch=1)
     dataset = project.pipeline.make_dataset(data, data.val, 256, shuffle=False)
     measured = model.evaluate(dataset, verbose=0, return_dict=True)["loss"]
-    return data, model, measured, project.models.expected_initial_loss(data)
+    t = config.train
+    return (
+        data,
+        model,
+        measured,
+        project.models.expected_initial_loss(data, t.loss, t.label_smoothing),
+    )
 
 
 @pytest.mark.parametrize(
@@ -31,6 +38,73 @@ def test_loss_at_init_matches_the_priors_within_5_percent(project, make_config, 
     data, model, measured, expected = _initial_loss(project, config)
     assert model.output_shape == (None, data.num_outputs)
     assert measured == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("source", "overrides"),
+    [
+        ("breast_cancer", ["train.label_smoothing=0.6"]),  # on balanced digits: no change
+        ("digits", ["train.loss=focal"]),
+        ("breast_cancer", ["train.loss=focal", "train.label_smoothing=0.2"]),
+        ("breast_cancer", ["train.class_weight=balanced"]),
+        ("diabetes", ["train.loss=mae"]),
+        ("diabetes", ["train.loss=huber"]),
+    ],
+)
+def test_every_loss_starts_at_its_expected_value(project, make_config, source, overrides):
+    """The loss at init (R2.4) for each train.loss, label smoothing (T7) and class weights (T2):
+    what the compiled loss measures on the validation split is what the formula says, and
+    each option moves it away from the plain loss's value."""
+    config = make_config(f"data.source={source}", "model.name=mlp", *overrides)
+    data, _, measured, expected = _initial_loss(project, config)
+    assert measured == pytest.approx(expected, rel=0.02)
+    plain = project.models.expected_initial_loss(
+        project.data.load(make_config(f"data.source={source}"))
+    )
+    assert abs(expected - plain) > 0.04 * plain  # twice the tolerance above
+
+
+def test_balanced_class_weights_start_the_output_uniform_and_weigh_the_rare_class_up(
+    project, make_config
+):
+    data = project.data.load(
+        make_config("data.source=breast_cancer", "train.class_weight=balanced")
+    )
+    assert np.ptp(data.output_bias) == pytest.approx(0.0, abs=1e-6)  # the weighted priors: 1/2 each
+    weights = project.models.class_weights(data)
+    rare = int(np.argmin(data.class_priors))
+    assert weights[rare] > 1 > weights[1 - rare]
+    assert sum(
+        w * p for w, p in zip(weights.values(), data.class_priors, strict=True)
+    ) == pytest.approx(1.0)
+    assert (
+        project.models.class_weights(project.data.load(make_config("data.source=breast_cancer")))
+        is None
+    )
+
+
+def test_a_loss_of_the_other_task_is_refused_in_one_line(project, make_config):
+    for source, overrides, message in [
+        ("digits", ["train.loss=mae"], "train.loss=mae does not fit classification"),
+        ("diabetes", ["train.loss=focal"], "train.loss=focal does not fit regression"),
+        ("diabetes", ["train.label_smoothing=0.1"], "label_smoothing applies to classification"),
+    ]:
+        config = make_config(f"data.source={source}", *overrides)
+        with pytest.raises(project.errors.UsageError, match=message):
+            project.models.loss_for(project.data.load(config), config)
+    with pytest.raises(project.errors.UsageError, match="train.loss must be one of"):
+        make_config("train.loss=hinge")
+
+
+def test_the_one_hot_loss_survives_a_checkpoint(project, make_config, tmp_path):
+    """Focal and smoothed losses are a class of the package: a resumed run reloads it."""
+    config = make_config("model.name=linear", "train.loss=focal", "train.label_smoothing=0.1")
+    data = project.data.load(config)
+    model = project.models.compile_model(project.models.build_model(config, data), config, data, 1)
+    model.save(tmp_path / "last.keras")
+    loss = keras.saving.load_model(tmp_path / "last.keras").loss
+    assert isinstance(loss, project.models.OneHotCrossentropy)
+    assert loss.focal and loss.label_smoothing == pytest.approx(0.1) and loss.num_classes == 10
 
 
 def test_expected_loss_is_log_c_for_balanced_and_prior_entropy_for_imbalanced(project, make_config):
@@ -134,3 +208,45 @@ def test_optimizer_is_constant_adam_unless_asked(project, make_config):
     rates = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
     assert rates[0] == 0 and rates[1] == pytest.approx(1.5e-4) and rates[2] == pytest.approx(3e-4)
     assert rates[2] > rates[3] > rates[4]
+
+
+def test_sgd_adamw_and_clipping_are_what_the_config_names(project, make_config):
+    sgd = project.models.make_optimizer(
+        make_config("optimizer.name=sgd", "optimizer.nesterov=true", "optimizer.clipnorm=1.0"), 10
+    )
+    assert isinstance(sgd, keras.optimizers.SGD)
+    assert sgd.momentum == pytest.approx(0.9) and sgd.nesterov and sgd.clipnorm == 1.0
+    adamw = project.models.make_optimizer(make_config("optimizer.name=adamw"), 10)
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay > 0
+    assert project.models.make_optimizer(make_config(), 10).clipnorm is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "layer", "rate"),
+    [
+        (["data.source=breast_cancer", "model.name=mlp"], "input_dropout", 0.2),
+        (["data.source=breast_cancer", "model.name=linear"], "input_dropout", 0.2),
+        (["model.name=convnet"], "spatial_dropout", 0.1),
+        (["model.name=resnet"], "spatial_dropout", 0.1),
+    ],
+)
+def test_dropout_sits_where_it_is_asked_for_and_nowhere_by_default(
+    project, make_config, overrides, layer, rate
+):
+    """Input dropout for tables, spatial dropout for conv stages (R4.9): absent by default."""
+    kind = keras.layers.SpatialDropout2D if layer == "spatial_dropout" else keras.layers.Dropout
+
+    def droppers(*extra):
+        config = make_config(*overrides, *extra)
+        model = project.models.build_model(config, project.data.load(config))
+        return [x for x in model.layers if isinstance(x, kind | keras.layers.Dropout)]
+
+    assert droppers() == []
+    asked = droppers(f"model.{layer}={rate}")
+    assert asked and all(isinstance(x, kind) and x.rate == rate for x in asked)
+    if "model.name=resnet" in overrides:  # after each of its three stages
+        assert len(asked) == 3
+    with pytest.raises(project.errors.UsageError, match=f"model.{layer} applies to"):
+        wrong = "convnet" if layer == "input_dropout" else "mlp"
+        config = make_config(f"model.name={wrong}", f"model.{layer}={rate}")
+        project.models.build_model(config, project.data.load(config))

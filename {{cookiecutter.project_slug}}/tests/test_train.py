@@ -1,6 +1,12 @@
 """End to end: train + evaluate on each embedded dataset, resume, and bad input from the CLI."""
 
+import errno
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +45,38 @@ def _assert_same_weights(ours, theirs):
         np.testing.assert_allclose(mine, other, rtol=0, atol=1e-6)
 
 
+# With dropout: its masks after a resume must be the ones the first run would draw.
+SHRUNK = ("data.max_examples=300", "train.epochs=6", "model.dropout_rate=0.3")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(project, tmp_path_factory):
+    """The last weights of a SHRUNK run never stopped: a resumed one must end with them."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    config = project.config.build_config([], [f"run.dir={folder}", *SHRUNK, "run.name=whole"])
+    _train(project, config)
+    return _last_weights(config)
+
+
+def _crash_at_the_end_of(epoch_index, project, monkeypatch):
+    """train's fits raise at the end of an epoch, after every saver ran (a power cut)."""
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == epoch_index:
+                raise RuntimeError("power cut")
+
+    original = project.train.make_callbacks
+
+    def crashing(*args, **kwargs):
+        callbacks, guard = original(*args, **kwargs)
+        return callbacks + [Crash()], guard
+
+    monkeypatch.setattr(project.train, "make_callbacks", crashing)
+    return original
+
+
 @pytest.mark.slow
 def test_digits_end_to_end(project, make_config):
     config = make_config(
@@ -46,9 +84,13 @@ def test_digits_end_to_end(project, make_config):
     )
     metrics = _train(project, config)
     run = config.run_dir
-    for name in RUN_FILES + ("confusion_matrix.png",):
+    for name in RUN_FILES + ("confusion_matrix.png", "calibration.png", "environment.json"):
         assert (run / name).exists(), name
     assert metrics["model"]["accuracy"] >= 0.9
+    interval = metrics["model"]["accuracy_interval"]
+    assert interval["low"] < metrics["model"]["accuracy"] < interval["high"] <= 1.0
+    assert 0 <= metrics["model"]["ece"] == metrics["calibration"]["ece"] < 0.1
+    assert sum(metrics["calibration"]["count"]) == 270
     assert metrics["majority_baseline"]["accuracy"] < 0.2
     assert metrics["test_examples"] == 270 and len(metrics["per_class"]) == 10
     assert metrics["loss_at_init"]["measured"] == pytest.approx(
@@ -78,6 +120,9 @@ def test_diabetes_end_to_end(project, make_config):
     metrics = _train(project, config)
     assert (config.run_dir / "pred_vs_true.png").exists()
     assert metrics["model"]["r2"] > 0.25
+    interval = metrics["model"]["r2_interval"]
+    assert interval["low"] < metrics["model"]["r2"] < interval["high"]
+    assert "ece" not in metrics["model"] and "calibration" not in metrics
     assert abs(metrics["mean_baseline"]["r2"]) < 0.1
     assert metrics["model"]["r2"] > metrics["mean_baseline"]["r2"] + 0.2
 
@@ -113,31 +158,17 @@ def test_image_folder_end_to_end(project, make_config, image_folder):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
-    project, make_config, monkeypatch, capsys
+    project, make_config, monkeypatch, capsys, uninterrupted
 ):
-    import keras
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 2:  # after BackupAndRestore saved epoch 3
-                raise RuntimeError("power cut")
-
-    original = project.train.make_callbacks
-
-    def crashing(*args, **kwargs):
-        callbacks, guard = original(*args, **kwargs)
-        return callbacks + [Crash()], guard
-
-    # With dropout: its masks after the resume must be the ones the first run would draw.
-    shrunk = ("data.max_examples=300", "train.epochs=6", "model.dropout_rate=0.3")
-    config = make_config(*shrunk, "run.name=resume")
-    monkeypatch.setattr(project.train, "make_callbacks", crashing)
+    config = make_config(*SHRUNK, "run.name=resume")
+    original = _crash_at_the_end_of(2, project, monkeypatch)  # after the backup saved epoch 3
     # Every epoch saves, so the backup holds epoch 3 when the crash comes.
     monkeypatch.setattr(project.callbacks.SaveBudget, "due", lambda self, epoch: True)
     with pytest.raises(RuntimeError, match="power cut"):
         project.train.train(config, "pytest")
-    metadata = json.loads((config.run_dir / "backup" / "training_metadata.json").read_text())
-    assert metadata["epoch"] == 3
+    # The newest backup and the one before it, each complete.
+    backups = project.runs.generations(config.run_dir / "backup")
+    assert [generation.epoch for generation in backups] == [3, 2]
     monkeypatch.setattr(project.train, "make_callbacks", original)
 
     assert project.train.train(config, "pytest") == 0
@@ -155,9 +186,192 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
     assert len(pictures) == len(set(pictures)) == epochs[-1] + 1
     # Weights, optimizer state, dropout's seeds and the data order of epochs 4-6 go on where
     # the crash left them (T14): the same weights as a run never killed, on deterministic ops.
-    whole = make_config(*shrunk, "run.name=whole")
-    _train(project, whole)
-    _assert_same_weights(_last_weights(config), _last_weights(whole))
+    _assert_same_weights(_last_weights(config), uninterrupted)
+
+
+# A training process that sends itself a stop signal, as a scheduler or Ctrl-C would, at
+# one step of one epoch (STOP_AT="epoch:batch:SIGNAL").
+STOPPING = """
+import os, signal, sys
+import keras
+from {package} import callbacks, cli, train
+
+epoch_at, batch_at, name = os.environ["STOP_AT"].split(":")
+
+
+class Stopper(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == (int(epoch_at), int(batch_at)):
+            os.kill(os.getpid(), getattr(signal, name))
+
+
+def with_stopper(*args, original=train.make_callbacks, **kwargs):
+    found, guard = original(*args, **kwargs)
+    return found + [Stopper()], guard
+
+
+train.make_callbacks = with_stopper
+if os.environ.get("SAVE_EVERY_EPOCH"):
+    callbacks.SaveBudget.due = lambda self, epoch: True
+else:  # no save is due by the clock: only the stop makes one
+    callbacks.SaveBudget.FIRST_GUESS = 1e6
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_and_sigint_stop_at_a_safe_point_and_the_rerun_ends_as_if_never_stopped(
+    project, make_config, tmp_path, capsys, uninterrupted
+):
+    script = tmp_path / "stopping.py"
+    script.write_text(STOPPING.format(package=project.name))
+    args = ["train", f"run.dir={tmp_path / 'runs'}", *SHRUNK, "check.before_train=false"]
+
+    def stopped_at(stop_at, **env):
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        return subprocess.run(
+            [sys.executable, str(script), *args, "run.name=stop"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": src, "STOP_AT": stop_at, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    run_dir = tmp_path / "runs" / "stop"
+    # SIGTERM in the second epoch, whose start no backup holds (the budget saved none): the
+    # epoch runs to its end, which is backed up at once.
+    first = stopped_at("1:1:SIGTERM")
+    assert first.returncode == 143, first.stderr[-3000:]
+    assert "Traceback" not in first.stderr
+    last = first.stderr.strip().splitlines()[-1]
+    assert last == "stopped by SIGTERM after epoch 2; rerun the same command to resume"
+    assert [g.epoch for g in project.runs.generations(run_dir / "backup")] == [2]
+    assert not (run_dir / ".lock").exists()
+    # SIGINT (Ctrl-C) in the fourth epoch, whose start is backed up: cut after that step.
+    second = stopped_at("3:1:SIGINT", SAVE_EVERY_EPOCH="1")
+    assert second.returncode == 130, second.stderr[-3000:]
+    assert "resuming" in second.stdout and "after epoch 2, its last backup" in second.stdout
+    last = second.stderr.strip().splitlines()[-1]
+    assert last == "stopped by SIGINT after epoch 3; rerun the same command to resume"
+    assert [g.epoch for g in project.runs.generations(run_dir / "backup")] == [3, 2]
+    # The rerun loses no finished epoch: the weights of a run never stopped.
+    config = make_config(*SHRUNK, "check.before_train=false", "run.name=stop")
+    assert project.train.train(config, "pytest") == 0
+    assert "after epoch 3, its last backup" in capsys.readouterr().out
+    epochs = [row["epoch"] for row in project.callbacks.read_history(run_dir / "history.csv")]
+    assert epochs == list(range(7))
+    _assert_same_weights(_last_weights(config), uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_damaged_backup_falls_back_to_the_one_before_or_starts_over(
+    project, make_config, monkeypatch, capsys, uninterrupted
+):
+    config = make_config(*SHRUNK, "check.before_train=false", "run.name=torn")
+    original = _crash_at_the_end_of(3, project, monkeypatch)
+    monkeypatch.setattr(project.callbacks.SaveBudget, "due", lambda self, epoch: True)
+    with pytest.raises(RuntimeError, match="power cut"):
+        project.train.train(config, "pytest")
+    monkeypatch.setattr(project.train, "make_callbacks", original)
+    newest = project.runs.generations(config.run_dir / "backup")[0]
+    assert newest.epoch == 4
+    for damaged in (newest.path / "weights.weights.h5", config.run_dir / "checkpoints/best.keras"):
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # truncated
+    capsys.readouterr()
+    assert project.train.train(config, "pytest") == 0
+    out = capsys.readouterr().out
+    assert "passed over the damaged backup (epoch-000004: OSError: " in out
+    assert "resuming from the one before, epoch-000003" in out
+    assert "best.keras is damaged (BadZipFile" in out
+    assert "after epoch 3, its last backup" in out
+    _assert_same_weights(_last_weights(config), uninterrupted)
+
+    # No backup reads back: the run starts over, saying so, instead of a traceback.
+    over = make_config(
+        "data.max_examples=300", "train.epochs=2", "check.before_train=false", "run.name=over"
+    )
+    damaged = over.run_dir / "backup" / "epoch-000001"
+    damaged.mkdir(parents=True)
+    (damaged / "epoch.json").write_text('{"ep')  # a save cut short in an older version
+    assert project.train.train(over, "pytest") == 0
+    out = capsys.readouterr().out
+    assert "no backup reads back (epoch-000001: JSONDecodeError" in out
+    assert "training it again" in out and "loss at init" in out
+    epochs = [row["epoch"] for row in project.callbacks.read_history(over.run_dir / "history.csv")]
+    assert epochs == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_backup_is_one_line_and_the_rerun_resumes(
+    project, tmp_path, monkeypatch, capsys, uninterrupted
+):
+    import keras
+
+    monkeypatch.chdir(tmp_path)  # away from the project's configs/default.yaml
+    monkeypatch.setattr(project.callbacks.SaveBudget, "due", lambda self, epoch: True)
+    save_weights = keras.Model.save_weights
+
+    def fills_the_disk(model, filepath, *args, **kwargs):
+        if "epoch-000003" in str(filepath):  # the disk fills during the third backup
+            Path(filepath).write_bytes(b"\0" * 4096)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filepath))
+        return save_weights(model, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", fills_the_disk)
+    args = ["train", f"run.dir={tmp_path / 'runs'}", *SHRUNK, "check.before_train=false"]
+    assert project.cli.main([*args, "run.name=full"]) == 1
+    err = capsys.readouterr().err
+    backup = tmp_path / "runs" / "full" / "backup"
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: no space left on the device writing {backup / 'epoch-000003'}")
+    assert re.search(r"\(it needs more than 4\.\d kB, [\d.]+ [kMGT]?B free there\)", line)
+    assert line.endswith("free some space and rerun the same command to resume")
+    # The backups before it are whole, and nothing half-written is left.
+    assert [g.epoch for g in project.runs.generations(backup)] == [2, 1]
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-000001", "epoch-000002"]
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)  # space freed
+    assert project.cli.main([*args, "run.name=full"]) == 0
+    assert "after epoch 2, its last backup" in capsys.readouterr().out
+    config = project.config.build_config([], args[1:] + ["run.name=full"])
+    _assert_same_weights(_last_weights(config), uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_backup_says_it_starts_again(
+    project, make_config, monkeypatch, capsys
+):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("power cut")
+
+    original = project.train.make_callbacks
+
+    def crashing(*args, **kwargs):
+        callbacks, guard = original(*args, **kwargs)
+        return [Crash(), *callbacks], guard  # ahead of the backup's first save
+
+    config = make_config(
+        "data.source=breast_cancer", "train.epochs=2", "check.before_train=false", "run.name=k"
+    )
+    monkeypatch.setattr(project.train, "make_callbacks", crashing)
+    with pytest.raises(RuntimeError, match="power cut"):
+        project.train.train(config, "pytest")
+    assert not (config.run_dir / "backup").exists()
+    assert "no backup" not in capsys.readouterr().out  # a first run has nothing to say
+    monkeypatch.setattr(project.train, "make_callbacks", original)
+
+    assert project.train.train(config, "pytest") == 0
+    out = capsys.readouterr().out
+    assert "holds an unfinished run with no backup: training it from the start" in out
+    assert "loss at init" in out  # started over, not resumed
 
 
 @pytest.mark.slow

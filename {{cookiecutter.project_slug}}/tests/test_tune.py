@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -81,6 +82,31 @@ def test_search_writes_report_best_yaml_loads_and_resume_skips_done(
     assert out.count("trial 2:") == 1 and "trial 0:" not in out and "trial 1:" not in out
     again = _rows(run)
     assert len(again) == 3 and again[:2] == first
+
+
+@pytest.mark.slow
+def test_a_stop_signal_ends_the_search_between_trials_and_the_rerun_goes_on(
+    project, make_config, small_space, monkeypatch, capsys
+):
+    fit = project.tune.RecipeHyperModel.fit
+
+    def signalled(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first trial trains
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(project.tune.RecipeHyperModel, "fit", signalled)
+    config = make_config(*SHRINK, "tune.max_trials=2", "run.name=stop")
+    with project.runs.stop_on_signals():  # as the command line runs every command
+        assert project.tune.tune(config, "pytest", space=small_space) == 143
+    captured = capsys.readouterr()
+    assert "stopped by SIGTERM after trial 0; rerun the same command to resume" in captured.err
+    # The trial training when the signal came ran to its end; no other began.
+    assert "trial 0:" in captured.out and "trial 1:" not in captured.out
+    monkeypatch.setattr(project.tune.RecipeHyperModel, "fit", fit)
+    assert project.tune.tune(config, "pytest", space=small_space) == 0
+    out = capsys.readouterr().out
+    assert "1 already done" in out and "trial 1:" in out and "trial 0:" not in out
+    assert [row["status"] for row in _rows(config.run_dir)] == ["COMPLETED", "COMPLETED"]
 
 
 def test_resume_with_a_different_problem_is_refused(project, make_config):

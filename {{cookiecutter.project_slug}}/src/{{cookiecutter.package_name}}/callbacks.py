@@ -7,13 +7,16 @@ KerasTuner can deep-copy it for every trial.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
 import os
+import shutil
 import socket
 import time
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,20 +27,20 @@ from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.util import tensor_util
 
-from . import pictures
+from . import pictures, runs
 
 
 class HistoryCSV(keras.callbacks.Callback):
     """Writes one row per epoch to a CSV, exactly once per epoch even across resumes.
 
     Row 0 holds the losses measured before the first step. When a run resumes at
-    epoch k (BackupAndRestore), rows after k are dropped first: they belong to an
+    epoch k (from its backup), rows after k are dropped first: they belong to an
     epoch whose weights were never backed up.
 
-    Each epoch appends its row (the file is rewritten only when a new column appears),
-    so an epoch costs the same on the thousandth as on the first. A kill mid-append
-    leaves at most a cut last row; it belongs to an epoch after the last backup, and
-    read_history skips it.
+    Each epoch appends its row in one write (the file is rewritten whole only when a new
+    column appears), so an epoch costs the same on the thousandth as on the first. A
+    row cut short (a power cut, a full disk) is never read back: it has no newline, and
+    read_history skips it; it belongs to an epoch after the last backup anyway.
 
     Args:
         path: the CSV file.
@@ -73,8 +76,9 @@ class HistoryCSV(keras.callbacks.Callback):
         row["learning_rate"] = _current_learning_rate(self.model)
         self.rows.append(row)
         if set(row) <= set(self._columns):
-            with self.path.open("a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=self._columns).writerow(row)
+            line = io.StringIO()
+            csv.DictWriter(line, fieldnames=self._columns).writerow(row)
+            runs.append_line(self.path, line.getvalue())
         else:
             self._write()
 
@@ -89,29 +93,28 @@ class HistoryCSV(keras.callbacks.Callback):
                 writer.writeheader()
                 writer.writerows(self.rows)
 
-        _write_whole(self.path, write)
+        runs.write_whole(self.path, write)
         self._columns = columns
 
 
-def _write_whole(path: Path, write) -> None:
-    """write(sibling) then rename it over path: a kill mid-write leaves the old file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.partial{path.suffix}")  # Keras needs .keras last
-    write(partial)
-    os.replace(partial, path)
-
-
 def read_history(path) -> list[dict]:
-    """The rows of a HistoryCSV file, values as numbers; a row cut short by a kill is skipped."""
+    """The rows of a HistoryCSV file, values as numbers; a row cut short is skipped."""
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if None not in row.values()]
-    return [
-        {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-        for row in rows
-    ]
+    text = path.read_text()
+    text = text[: text.rfind("\n") + 1]  # a last row without its newline was cut short
+    rows = []
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        if None in row or None in row.values():  # more or fewer cells than columns
+            continue
+        try:
+            rows.append(
+                {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+            )
+        except ValueError:
+            continue
+    return rows
 
 
 def _current_learning_rate(model) -> float:
@@ -312,8 +315,8 @@ class EpochTensorBoard(keras.callbacks.Callback):
 
     Keras 3.15's callback writes every metric at every batch even with
     update_freq="epoch", each validation metric twice, and each scalar as an eager
-    tf.summary op (~0.3 ms here, holding the GIL): ~4.5 ms of a 0.13 s digits epoch. This
-    writes one EventFile record per epoch instead (~0.5 ms, docs/performance.md).
+    tf.summary op holding the GIL, which adds up on short epochs. This writes one
+    EventFile record per epoch instead.
 
     Args:
         log_dir: the run's TensorBoard folder.
@@ -405,7 +408,8 @@ class SaveBudget:
 
     One budget is shared by every saver of a fit (the backup and the best checkpoint):
     it decides once per epoch, so they save at the same epoch ends and together cost
-    1%, not 1% each.
+    1%, not 1% each. After a stop signal (runs.stop_on_signals) every save is due: the
+    run stops at this epoch's end and must lose none of it.
 
     `clock` is what the time is read from; a benchmark that pauses the fit between
     epochs gives one that stops meanwhile.
@@ -431,7 +435,8 @@ class SaveBudget:
     def due(self, epoch: int) -> bool:
         if epoch != self._epoch:  # the first saver to ask this epoch decides for all
             self._epoch = epoch
-            self._due = self.clock() - self.last >= self.cost / self.fraction
+            waited = self.clock() - self.last >= self.cost / self.fraction
+            self._due = waited or runs.stop_requested() is not None
             self._spent = 0.0
         return self._due
 
@@ -451,10 +456,14 @@ def _seed_states(model) -> list:
     return [variable for variable in model.variables if id(variable) not in saved]
 
 
+def _seed_state_values(model) -> list:
+    return [keras.ops.convert_to_numpy(state) for state in _seed_states(model)]
+
+
 def save_seed_states(model, path: Path) -> None:
     """Writes where the model's random layers are in their sequences, beside a checkpoint."""
-    states = [keras.ops.convert_to_numpy(state) for state in _seed_states(model)]
-    _write_whole(Path(path), lambda partial: np.save(partial, np.array(states, np.int64)))
+    states = np.array(_seed_state_values(model), np.int64)
+    runs.write_whole(Path(path), lambda partial: np.save(partial, states))
 
 
 def load_seed_states(model, path: Path) -> None:
@@ -469,50 +478,162 @@ def load_seed_states(model, path: Path) -> None:
             variable.assign(state.astype(variable.dtype))
 
 
-# The file, in a backup folder, that holds the seed states.
+# The files of one backup generation (runs.generations): the weights with the optimizer
+# state, the random layers' seed states (which Keras's weights file leaves out), the epoch.
+WEIGHTS = "weights.weights.h5"
 SEEDS = "seed_states.npy"
+EPOCH = "epoch.json"
+GENERATIONS = 2  # the newest and the one before: a save that dies midway leaves the newest
 
 
-class BudgetedBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore (weights, optimizer state and epoch, T14, U1), writing its
-    backup at the end of an epoch only when the SaveBudget allows.
+class BudgetedBackupAndRestore(keras.callbacks.Callback):
+    """Backs up the training state (weights, optimizer state, seed states, epoch; T14, U1) at
+    the end of an epoch when the SaveBudget allows; `restore_backup` puts it back.
+
+    Each backup is a new folder, `epoch-NNNNNN`, written beside the previous one and
+    renamed into place once complete (runs.write_whole), so a kill or a full disk during a
+    save leaves the previous backup whole. Keras's BackupAndRestore rewrites its files in
+    place instead, and a kill mid-save leaves none that loads. The two newest generations
+    are kept: the older is the fallback when the newer cannot be read.
 
     A killed run restarted with the same backup folder resumes after the last epoch
-    backed up, which is the last finished epoch whenever epochs take more than ~100x
-    one save. The backup also holds the random layers' seed states, which Keras's
-    leaves out, so dropout resumes with the masks it would have drawn.
+    backed up, which is the last finished epoch whenever epochs take more than ~100x one
+    save. After a stop signal it backs up at once and ends the fit (GracefulStop).
+
+    Args:
+        backup_dir: the run's backup folder.
+        budget: the SaveBudget it shares with the other savers of the fit.
 
     Example:
         >>> model.fit(ds, epochs=50, callbacks=[BudgetedBackupAndRestore("runs/a/backup")])
     """
 
-    # With save_freq="epoch" the batch hook only returns, so Keras may run it on a thread.
-    async_safe = True
-
     def __init__(self, backup_dir, budget: SaveBudget | None = None):
-        super().__init__(backup_dir)
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
         self.budget = budget or SaveBudget()
+        self.saved_epoch = None  # the epoch the newest backup on disk holds
+        self.stopped_by = None  # the stop signal (runs.Stopped) that ended the fit, if one did
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
         self.budget.restart()
+        newest = runs.generations(self.backup_dir)
+        self.saved_epoch = newest[0].epoch if newest else None
+        self.stopped_by = None
 
     def on_epoch_end(self, epoch, logs=None):
-        self._current_epoch = epoch + 1
-        self._last_batch_seen = 0
         if self.budget.due(epoch):
-            self.budget.spend(self._save_model)
+            self.budget.spend(lambda: self.save(epoch + 1))
+        stop = runs.stop_requested()
+        if stop is not None and self.saved_epoch == epoch + 1:
+            self.stopped_by = stop
+            self.model.stop_training = True
 
-    # Keras's own (private) save and load steps, extended: a Keras that renames them fails
-    # test_train.py's resume test, not silently.
-    def _save_model(self):
-        # The seeds first: Keras writes the epoch last, which marks the backup complete.
-        save_seed_states(self.model, Path(self.backup_dir) / SEEDS)
-        super()._save_model()
+    def save(self, epoch: int) -> None:
+        """Writes a new generation holding the model as it is after `epoch` epochs."""
 
-    def _load_model(self):
-        super()._load_model()
-        load_seed_states(self.model, Path(self.backup_dir) / SEEDS)
+        def write(folder: Path) -> None:
+            folder.mkdir()
+            np.save(folder / SEEDS, np.array(_seed_state_values(self.model), np.int64))
+            self.model.save_weights(folder / WEIGHTS)
+            (folder / EPOCH).write_text(json.dumps({"epoch": epoch}) + "\n")
+
+        runs.write_whole(runs.generation_path(self.backup_dir, epoch), write)
+        self.saved_epoch = epoch
+        for old in runs.generations(self.backup_dir)[GENERATIONS:]:
+            shutil.rmtree(old.path, ignore_errors=True)
+
+
+def readable_backup(backup_dir) -> tuple[runs.Generation | None, list[str]]:
+    """The newest backup generation that reads back whole, and why each newer one did not
+    (a truncated or damaged file). Those are deleted: nothing can resume from them. So are
+    the leftovers of a save that never finished."""
+    backup_dir = Path(backup_dir)
+    for leftover in backup_dir.glob("*.partial*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    skipped = []
+    for generation in runs.generations(backup_dir):
+        problem = _unreadable_generation(generation)
+        if problem is None:
+            return generation, skipped
+        skipped.append(f"{generation.path.name}: {problem}")
+        shutil.rmtree(generation.path, ignore_errors=True)
+    return None, skipped
+
+
+def _unreadable_generation(generation: runs.Generation) -> str | None:
+    import h5py
+
+    def read(name, item):  # every array, to the last byte; returns None to go on
+        if isinstance(item, h5py.Dataset):
+            item[()]
+
+    try:
+        saved = json.loads((generation.path / EPOCH).read_text())["epoch"]
+        if saved != generation.epoch:
+            raise ValueError(f"{EPOCH} says epoch {saved}")
+        np.load(generation.path / SEEDS)
+        with h5py.File(generation.path / WEIGHTS, "r") as weights:
+            weights.visititems(read)
+    except Exception as err:  # whatever the damage, this generation cannot be resumed from
+        return runs.reason(err)
+    return None
+
+
+def restore_backup(model, generation: runs.Generation) -> None:
+    """Puts a backup generation into a built, compiled model: weights, optimizer state (the
+    optimizer is built first, so there is state to load into) and the random layers' seeds."""
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(generation.path / WEIGHTS)
+    load_seed_states(model, generation.path / SEEDS)
+
+
+def unreadable_checkpoint(path) -> str | None:
+    """Why a BestCheckpoint file and its record (`.json` beside it) cannot be read back, or
+    None when both read (or neither exists)."""
+    path = Path(path)
+    record = path.with_suffix(".json")
+    if not path.exists() and not record.exists():
+        return None
+    try:
+        json.loads(record.read_text())["epoch"]
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # every member against its checksum
+        if damaged is not None:
+            raise ValueError(f"{damaged} inside it is damaged")
+    except Exception as err:  # whatever the damage, the file cannot be trusted
+        return runs.reason(err)
+    return None
+
+
+class GracefulStop(keras.callbacks.Callback):
+    """Lets a stop signal (SIGTERM, SIGINT: runs.stop_on_signals) cut an epoch after its
+    current step only when the backup holds the epoch before it, so the cut loses no
+    finished epoch. Otherwise (the budget skipped the last backup, which happens on short
+    epochs only) the epoch runs to its end, where the backup is written at once and the
+    fit ends (SaveBudget.due, BudgetedBackupAndRestore).
+
+    First in the callback list: nothing is cut from the start of an epoch's end until the
+    next epoch begins, so the history row, the backup and the best checkpoint of an epoch
+    are all written or none is.
+
+    Args:
+        backup: the fit's BudgetedBackupAndRestore.
+    """
+
+    def __init__(self, backup: BudgetedBackupAndRestore):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_begin(self, epoch, logs=None):
+        runs.allow_cut((self.backup.saved_epoch or 0) == epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        runs.allow_cut(False)
+
+    def on_train_end(self, logs=None):
+        runs.allow_cut(False)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -542,8 +663,10 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.budget = budget or SaveBudget()
         self.best, self._epoch = math.inf, None
         if self.record.is_file():  # an earlier part of this run: only better replaces it
-            saved = json.loads(self.record.read_text())
-            self.best = saved.get(monitor, math.inf)
+            try:
+                self.best = json.loads(self.record.read_text()).get(monitor, math.inf)
+            except ValueError:  # damaged: the best is chosen again from here on
+                pass
         self._weights = None
 
     def on_train_begin(self, logs=None):
@@ -571,8 +694,8 @@ class BestCheckpoint(keras.callbacks.Callback):
     def _write(self):
         current = self.model.get_weights()
         self.model.set_weights(self._weights)
-        _write_whole(self.path, self.model.save)
+        runs.write_whole(self.path, self.model.save)
         self.model.set_weights(current)
         self._weights = None
         record = json.dumps({"epoch": self._epoch, self.monitor: self.best}) + "\n"
-        _write_whole(self.record, lambda path: path.write_text(record))
+        runs.write_text(self.record, record)

@@ -1,7 +1,8 @@
 """Command line: `python -m <package> <command> [--config FILE]... [key=value ...]`.
 
-Bad input (unknown key, missing path, unreadable file...) prints one line and exits
-with status 2; a failed verdict (NaN loss, a failed check) exits with status 1.
+Bad input (unknown key, missing path, unreadable file, a run folder in use) prints one
+line and exits with status 2; a failed verdict (NaN loss, a failed check) or a full disk
+exits with status 1; SIGTERM and SIGINT stop gracefully with 143 and 130 (runs.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ import importlib.util
 import os
 import shlex
 import sys
+from pathlib import Path
 
-from .config import build_config, describe
+from . import runs
+from .config import Config, build_config, describe
 from .errors import UsageError
+
+# The project's own overrides: the task chosen when the project was made, not the
+# built-in defaults (digits), are what a bare `python -m <package> train` should run.
+DEFAULT_CONFIG = Path("configs/default.yaml")
 
 COMMANDS = {
     "inspect": "study the data before any model: duplicates, leaks, corrupt files, balance (R1)",
@@ -22,13 +29,15 @@ COMMANDS = {
     "evaluate": "re-evaluate a finished run (run.name=...) on the whole test set",
     "tune": "random search over learning rate, width, depth, dropout, ... (R5); resumable",
     "ensemble": "train ensemble.members seeds on one split; score their average (R6.1)",
+    "learning-curve": "train on 25/50/100% of the training split: would more data help? (R4.1)",
+    "compare": "finished runs side by side: differing keys, test metric, best val loss",
     "predict": "a finished run (run.name=...) predicts on predict.input: image, folder or CSV",
     "export": "a finished run as a TensorFlow SavedModel in runs/<name>/export/ (serving)",
 }
 
 
 def parser() -> argparse.ArgumentParser:
-    commands = "\n".join(f"  {name:<10}{text}" for name, text in COMMANDS.items())
+    commands = "\n".join(f"  {name:<16}{text}" for name, text in COMMANDS.items())
     result = argparse.ArgumentParser(
         prog=f"python -m {__package__}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,7 +52,10 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE",
-        help="YAML file of overrides; repeat to layer several, later ones win",
+        help=(
+            "YAML file of overrides; repeat to layer several, later ones win. Without "
+            f"--config: {DEFAULT_CONFIG} of the current folder when it exists"
+        ),
     )
     result.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     return result
@@ -51,11 +63,12 @@ def parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int:
     args = parser().parse_intermixed_args(argv)  # --config may come before or after key=value
-    config = build_config(args.config, args.overrides)  # every error surfaces before any work
+    files = args.config or ([str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else [])
+    config = build_config(files, args.overrides)  # every error surfaces before any work
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     command = shlex.join([sys.executable, "-m", __package__, *argv])  # recorded in the run
     if config.train.strategy == "multi_worker":
-        if args.command in ("tune", "ensemble"):
+        if args.command in ("tune", "ensemble", "learning-curve"):
             raise UsageError(
                 f"train.strategy=multi_worker trains one model on several machines; {args.command}"
                 " runs its trainings one machine each (tune spreads trials: docs/tuning.md)"
@@ -66,30 +79,60 @@ def run(argv: list[str]) -> int:
                     "train.strategy=multi_worker runs on JAX: pip install -e '.[multiworker]'"
                 )
             os.environ.setdefault("KERAS_BACKEND", "jax")
+    # Locked before TensorFlow loads: a second writer is refused at once.
+    with runs.locked(locked_folder(args.command, config), command):
+        return dispatch(args.command, config, command)
+
+
+def locked_folder(name: str, config: Config) -> Path | None:
+    """The run folder a command writes into, which it locks. A distributed job's workers
+    write under their chief's lock: a training's other processes into workers/ of the run
+    (devices.process_id, train.py), a search's workers into the trials the chief hands
+    them (tune.is_worker)."""
+    if name == "train" and config.train.strategy == "multi_worker":
+        if int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0")) > 0:
+            return None
+    if name == "compare":  # reads finished runs, writes beside them, not into one
+        return None
+    if name == "tune" and "KERASTUNER_ORACLE_IP" in os.environ:
+        if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+            return None
+    return config.run_dir
+
+
+def dispatch(name: str, config: Config, command: str) -> int:
     # Modules are imported per command: TensorFlow takes seconds to load, and neither
     # --help nor inspect (which studies the data before any model) needs it.
-    if args.command == "inspect":
+    if name == "inspect":
         from .inspection import inspect
 
         return inspect(config)
-    if args.command in ("train", "evaluate"):
+    if name in ("train", "evaluate"):
         from . import train
 
-        if args.command == "evaluate":
+        if name == "evaluate":
             return train.evaluate(config)
         return train.train(config, command)
-    if args.command == "tune":
+    if name == "tune":
         from .tune import tune
 
         return tune(config, command)
-    if args.command in ("predict", "export"):
+    if name in ("predict", "export"):
         from . import predict
 
-        return predict.predict(config) if args.command == "predict" else predict.export(config)
-    if args.command == "ensemble":
+        return predict.predict(config) if name == "predict" else predict.export(config)
+    if name == "ensemble":
         from .ensemble import ensemble
 
         return ensemble(config, command)
+    if name == "compare":
+        from .compare import compare
+
+        return compare(config)
+    if name == "learning-curve":
+        from .learning_curve import learning_curve
+
+        return learning_curve(config, command)
     from .checks import check
 
     return check(config)
@@ -97,13 +140,16 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        with runs.stop_on_signals():
+            return run(sys.argv[1:] if argv is None else argv)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "interrupted; rerun the same command to resume from the last finished epoch",
-            file=sys.stderr,
-        )
-        return 130
+    except runs.Stopped as stop:  # train and tune catch theirs, saying where they stopped
+        print(f"stopped by {stop.name} before it finished; rerun the same command", file=sys.stderr)
+        return stop.status
+    except Exception as err:
+        if not runs.is_disk_full(err):
+            raise
+        print(f"error: {runs.disk_full_message(err)}", file=sys.stderr)
+        return 1

@@ -16,12 +16,30 @@ from pathlib import Path
 
 import yaml
 
+from . import runs
 from .errors import UsageError
 
 EMBEDDED_SOURCES = ("digits", "breast_cancer", "diabetes")
 BUILTIN_MODELS = ("auto", "linear", "mlp", "convnet", "resnet", "backbone")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+CLASSIFICATION_LOSSES = ("cross_entropy", "focal")
+IMAGE_AUGMENTATIONS = (
+    "flip_horizontal",
+    "flip_vertical",
+    "rotate",
+    "translate",
+    "zoom",
+    "contrast",
+    "erase",
+    "randaugment",
+    "mixup",
+    "cutmix",
+)
+TABLE_AUGMENTATIONS = ("noise",)
+LABEL_MIXING = ("mixup", "cutmix")  # augmentations that mix labels: class probabilities out
+REGRESSION_LOSSES = ("mse", "mae", "huber")
 
 
 def _field(default, help: str):
@@ -62,8 +80,14 @@ class DataConfig:
         "image files: none decodes every epoch (memory stays flat); memory keeps the decoded "
         "images in RAM; or a folder for tf.data's file cache (docs/your-data.md)",
     )
-    augment: bool = _field(
-        False, "off until the model overfits: no extras in the first runs (R2.2, R4.2)"
+    augment: list[str] = _field(
+        [],
+        "augmentations, in order (R4.2, T4): images flip_horizontal, flip_vertical, rotate, "
+        "translate, zoom, contrast, erase, randaugment, mixup, cutmix; tables noise (numeric "
+        "columns). Empty (off) until the model overfits: no extras in the first runs (R2.2)",
+    )
+    augment_strength: float = _field(
+        1.0, "scales every augmentation's range (docs/configuration.md lists the ranges at 1)"
     )
     missing: str = _field(
         "error", "missing numeric CSV values: error stops, mean fills with the training mean"
@@ -105,12 +129,28 @@ class ModelConfig:
     depth: int = _field(2, "hidden dense layers of the mlp; small first, grow once it trains")
     filters: int = _field(32, "filters of the first conv stage, doubled per stage (U9)")
     dropout_rate: float = _field(0.0, "no regularization until the model overfits (R4.9, T10)")
+    input_dropout: float = _field(
+        0.0, "linear and mlp: drop input features while training (R4.9); 0 = off"
+    )
+    spatial_dropout: float = _field(
+        0.0, "convnet and resnet: drop whole feature maps after each conv stage (R4.9); 0 = off"
+    )
 
 
 @dataclass
 class OptimizerConfig:
+    name: str = _field(
+        "adam", "adam (R3.2) | adamw | sgd: a tuned SGD with momentum can beat Adam on convnets"
+    )
     learning_rate: float = _field(3e-4, "Adam at 3e-4 is the safe default (R3.2)")
-    weight_decay: float = _field(0.0, "switches Adam to AdamW when > 0 (R4.10)")
+    weight_decay: float = _field(
+        0.0, "decoupled weight decay; turns adam into adamw when > 0 (R4.10)"
+    )
+    momentum: float = _field(0.9, "sgd only: the usual heavy-ball momentum")
+    nesterov: bool = _field(False, "sgd only: Nesterov momentum")
+    clipnorm: float = _field(
+        0.0, "clip each gradient to this norm (0 = off): hides bad init and bad rates (U19)"
+    )
     schedule: str = _field(
         "constant",
         "constant (R3.4, U8) | warmup_cosine: linear warmup, then cosine decay to zero (T11)",
@@ -141,6 +181,20 @@ class TrainConfig:
     )
     steps_per_execution: int = _field(
         1, "train steps per call into TensorFlow; raise it when small steps leave a GPU idle"
+    )
+    fraction: float = _field(
+        1.0, "train on this share of the training split, per class, same val and test (R4.1)"
+    )
+    loss: str = _field(
+        "auto",
+        "auto: cross_entropy for classes, mse for targets | focal (hard examples, imbalance; "
+        "T18) | mae | huber (targets with outliers; U17)",
+    )
+    label_smoothing: float = _field(
+        0.0, "classification: soft targets, (1 - s) on the label and s spread over all (T7)"
+    )
+    class_weight: str = _field(
+        "none", "none | balanced: each class weighs as much in the loss as the others (T2)"
     )
 
 
@@ -191,6 +245,13 @@ class ExportConfig:
 
 
 @dataclass
+class CompareConfig:
+    runs: list[str] = _field(
+        [], "run names under run.dir to compare; empty: every finished run there"
+    )
+
+
+@dataclass
 class RunConfig:
     name: str = _field("default", "outputs go to <run.dir>/<run.name>; rerun a name to resume")
     dir: str = _field("runs", "parent folder of all runs")
@@ -212,6 +273,7 @@ class Config:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property
@@ -291,6 +353,18 @@ def _coerce(key: str, value, kind):
             return str(value).lower()
         if isinstance(value, str | int | float):
             return str(value)
+    elif kind == list[str]:
+        if key == "data.augment" and isinstance(value, bool):  # the yes/no switch it once was
+            if value:
+                raise UsageError(
+                    "config key data.augment is a list of names now: data.augment=true meant "
+                    "[translate, zoom] for images and [noise] for tables"
+                )
+            return []
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return list(value)
     elif kind == list[int]:
         if isinstance(value, str):
             value = [v for v in value.replace("x", ",").split(",") if v.strip()]
@@ -396,6 +470,13 @@ def validate(config: Config) -> None:
     )
     _check(bool(d.cache.strip()), "data.cache is empty; use none, memory or a folder")
     _check(d.max_examples >= 0, f"data.max_examples must be >= 0; got {d.max_examples}")
+    for name in d.augment:
+        _one_of("data.augment", name, (*IMAGE_AUGMENTATIONS, *TABLE_AUGMENTATIONS))
+    _check(len(set(d.augment)) == len(d.augment), f"data.augment repeats a name: {d.augment}")
+    _check(
+        0 < d.augment_strength <= 3,
+        f"data.augment_strength must be in (0, 3]; got {d.augment_strength}",
+    )
     _check(
         m.name in BUILTIN_MODELS or ":" in m.name,
         f"model.name must be one of {', '.join(BUILTIN_MODELS)} or module:function; got {m.name!r}",
@@ -414,9 +495,17 @@ def validate(config: Config) -> None:
         m.fine_tune_learning_rate > 0,
         f"model.fine_tune_learning_rate must be > 0; got {m.fine_tune_learning_rate}",
     )
-    _check(0 <= m.dropout_rate < 1, f"model.dropout_rate must be in [0, 1); got {m.dropout_rate}")
+    for key, rate in (
+        ("model.dropout_rate", m.dropout_rate),
+        ("model.input_dropout", m.input_dropout),
+        ("model.spatial_dropout", m.spatial_dropout),
+    ):
+        _check(0 <= rate < 1, f"{key} must be in [0, 1); got {rate}")
     _check(o.learning_rate > 0, f"optimizer.learning_rate must be > 0; got {o.learning_rate}")
     _check(o.weight_decay >= 0, f"optimizer.weight_decay must be >= 0; got {o.weight_decay}")
+    _one_of("optimizer.name", o.name, OPTIMIZERS)
+    _check(0 <= o.momentum < 1, f"optimizer.momentum must be in [0, 1); got {o.momentum}")
+    _check(o.clipnorm >= 0, f"optimizer.clipnorm must be >= 0 (0 = off); got {o.clipnorm}")
     _one_of("optimizer.schedule", o.schedule, ("constant", "warmup_cosine"))
     _check(o.warmup_epochs >= 0, f"optimizer.warmup_epochs must be >= 0; got {o.warmup_epochs}")
     _check(t.epochs >= 1, f"train.epochs must be >= 1; got {t.epochs}")
@@ -427,6 +516,13 @@ def validate(config: Config) -> None:
     _one_of("train.precision", t.precision, PRECISIONS)
     _one_of("train.jit_compile", t.jit_compile, ("auto", "true", "false"))
     _check(t.steps_per_execution >= 1, "train.steps_per_execution must be >= 1")
+    _check(0 < t.fraction <= 1, f"train.fraction must be in (0, 1]; got {t.fraction}")
+    _one_of("train.loss", t.loss, ("auto", *CLASSIFICATION_LOSSES, *REGRESSION_LOSSES))
+    _check(
+        0 <= t.label_smoothing < 1,
+        f"train.label_smoothing must be in [0, 1); got {t.label_smoothing}",
+    )
+    _one_of("train.class_weight", t.class_weight, ("none", "balanced"))
     for key, value in (
         ("tune.max_trials", config.tune.max_trials),
         ("tune.epochs", config.tune.epochs),
@@ -460,4 +556,4 @@ def changed_keys(saved: Path, config: Config, allowed: tuple[str, ...]) -> list[
 
 
 def save(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    runs.write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

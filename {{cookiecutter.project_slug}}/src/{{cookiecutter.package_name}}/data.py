@@ -91,6 +91,8 @@ class Data:
     std: np.ndarray | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
+    # Per-class weights of the training loss (train.class_weight), or None.
+    class_weight: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -119,9 +121,15 @@ class Data:
 
     @property
     def output_bias(self) -> np.ndarray:
-        """Initial output bias (R2.5): log class priors, or the (scaled) training target mean."""
+        """Initial output bias (R2.5): log class priors, or the (scaled) training target mean.
+
+        With class weights, the priors as the weighted loss sees them (uniform when balanced):
+        the constant output that minimizes the training loss at init."""
         if self.task == "classification":
-            return np.log(self.class_priors).astype(np.float32)
+            priors = self.class_priors
+            if self.class_weight is not None:
+                priors = priors * self.class_weight / np.sum(priors * self.class_weight)
+            return np.log(priors).astype(np.float32)
         return np.array([scale_targets(self, self.train.y).mean()], dtype=np.float32)
 
     def normalize(self, x):
@@ -486,6 +494,18 @@ def split_indices(y: np.ndarray, task: str, val_fraction: float, test_fraction: 
     return train, val, test
 
 
+def training_fraction(train, y, task: str, fraction: float, seed: int) -> np.ndarray:
+    """The first `fraction` of the training indices in one seeded order, of each class for
+    classification: a smaller fraction is a subset of a larger one, so the points of a
+    learning curve differ only in how much data they saw."""
+    order = train[np.random.default_rng(seed).permutation(len(train))]
+    groups = [order]
+    if task == "classification":
+        groups = [order[y[order] == c] for c in np.unique(y[train])]
+    keep = [group[: max(1, round(fraction * len(group)))] for group in groups]
+    return np.sort(np.concatenate(keep))
+
+
 def _encode_table(table: _Table, train_index: np.ndarray, missing: str, names: list[str]):
     """Numeric columns to floats, others to category indices with the training vocabulary,
     in place in table.numbers. A column is numeric when every cell of the rows kept is a
@@ -595,6 +615,8 @@ def load(
         every = every.subset(np.sort(keep))
 
     train, val, test = split_indices(every.y, task, d.val_fraction, d.test_fraction, split_seed)
+    if config.train.fraction < 1:
+        train = training_fraction(train, every.y, task, config.train.fraction, split_seed)
     categorical, vocabularies = {}, {}
     if isinstance(every.x, _Table):  # a CSV table
         categorical, vocabularies = _encode_table(every.x, train, d.missing, features)
@@ -627,6 +649,8 @@ def load(
     if task == "regression":
         data.target_mean = float(data.train.y.mean())
         data.target_std = float(data.train.y.std()) or 1.0
+    elif config.train.class_weight == "balanced":  # n / (classes x n_c), as scikit-learn's
+        data.class_weight = 1.0 / (data.num_outputs * data.class_priors)
     return data
 
 

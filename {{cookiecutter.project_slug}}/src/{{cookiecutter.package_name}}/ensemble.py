@@ -14,6 +14,7 @@ import logging
 import numpy as np
 
 from . import config as config_lib
+from . import runs
 from .config import Config
 from .data import Data, load
 from .errors import UsageError
@@ -88,11 +89,12 @@ def ensemble(config: Config, command: str = "") -> int:
         "gain_over_best_member": scores["ensemble"][key] - max(members[key]),
     }
     run_dir = config.run_dir
-    (run_dir / "ensemble.json").write_text(json.dumps(report, indent=2) + "\n")
+    runs.write_text(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
     table = markdown_table(scores, data)
-    (run_dir / "ensemble.md").write_text(
+    runs.write_text(
+        run_dir / "ensemble.md",
         f"# Ensemble of {len(names)} on {data.source} ({report['test_examples']} test examples)"
-        f"\n\n{table}\n"
+        f"\n\n{table}\n",
     )
     ensemble_figure(names, members, scores["ensemble"], run_dir / "ensemble.png")
     print(f"\ntest set ({report['test_examples']} examples):\n{table}")

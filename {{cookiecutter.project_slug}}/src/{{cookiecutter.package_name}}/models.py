@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers
 
 from . import backbones
-from .config import Config
+from .config import CLASSIFICATION_LOSSES, LABEL_MIXING, REGRESSION_LOSSES, Config
 from .data import Data, scale_targets
 from .errors import UsageError
 
@@ -101,26 +101,38 @@ def output_layer(num_outputs: int, output_bias) -> layers.Dense:
     )
 
 
-def _features(inputs, categorical: dict[int, int] | None):
+def _features(inputs, categorical: dict[int, int] | None, input_dropout: float = 0.0):
     x = layers.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
     if categorical:
         x = TabularInput(list(categorical), list(categorical.values()), inputs.shape[-1])(x)
+    if input_dropout:
+        x = layers.Dropout(input_dropout, name="input_dropout")(x)
     return x
 
 
-def linear(input_shape, num_outputs, output_bias, categorical=None) -> keras.Model:
+def linear(
+    input_shape, num_outputs, output_bias, categorical=None, input_dropout=0.0
+) -> keras.Model:
     """The simplest model that can fit: a linear map to the logits (logistic/linear regression)."""
     inputs = keras.Input(input_shape)
-    outputs = output_layer(num_outputs, output_bias)(_features(inputs, categorical))
-    return keras.Model(inputs, outputs, name="linear")
+    x = _features(inputs, categorical, input_dropout)
+    return keras.Model(inputs, output_layer(num_outputs, output_bias)(x), name="linear")
 
 
 def mlp(
-    input_shape, num_outputs, output_bias, categorical=None, width=64, depth=2, dropout_rate=0.0
+    input_shape,
+    num_outputs,
+    output_bias,
+    categorical=None,
+    width=64,
+    depth=2,
+    dropout_rate=0.0,
+    input_dropout=0.0,
 ):
-    """`depth` ReLU layers of `width` units, optional dropout after each (T10)."""
+    """`depth` ReLU layers of `width` units, optional dropout on the inputs and after each
+    layer (R4.9, T10)."""
     inputs = keras.Input(input_shape)
-    x = _features(inputs, categorical)
+    x = _features(inputs, categorical, input_dropout)
     for i in range(depth):
         x = dense(width, name=f"dense_{i}")(x)
         if dropout_rate:
@@ -129,15 +141,30 @@ def mlp(
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def convnet(input_shape, num_outputs, output_bias, filters=32, width=128, dropout_rate=0.0):
+def spatial_dropout(x, rate: float):
+    """Drops whole feature maps: neighbouring pixels are correlated, so dropping single
+    activations of a conv stage barely regularizes it (R4.9)."""
+    return layers.SpatialDropout2D(rate)(x) if rate else x
+
+
+def convnet(
+    input_shape,
+    num_outputs,
+    output_bias,
+    filters=32,
+    width=128,
+    dropout_rate=0.0,
+    spatial_dropout_rate=0.0,
+):
     """The proven small convnet of Keras's MNIST example (R3.1): two 3x3 convs, max pooling,
-    a dense layer, logits; more conv + pooling stages only while the map is larger than 8x8."""
+    a dense layer, logits; more conv + pooling stages only while the map is larger than 8x8.
+    Optional spatial dropout after each conv stage, dropout before and after the dense layer."""
     inputs = keras.Input(input_shape)
     x = conv(filters, padding="valid")(inputs)
     x = conv(filters * 2, padding="valid")(x)
-    x = layers.MaxPooling2D()(x)
+    x = spatial_dropout(layers.MaxPooling2D()(x), spatial_dropout_rate)
     while min(x.shape[1], x.shape[2]) > 8:
-        x = layers.MaxPooling2D()(conv(filters * 2)(x))
+        x = spatial_dropout(layers.MaxPooling2D()(conv(filters * 2)(x)), spatial_dropout_rate)
     if dropout_rate:
         x = layers.Dropout(dropout_rate / 2)(x)
     x = dense(width)(layers.Flatten()(x))
@@ -159,14 +186,17 @@ def residual_block(x, filters: int, strides: int):
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
-def resnet(input_shape, num_outputs, output_bias, filters=32, dropout_rate=0.0):
-    """A small ResNet: three stages of two residual blocks, downsampling while the image allows."""
+def resnet(
+    input_shape, num_outputs, output_bias, filters=32, dropout_rate=0.0, spatial_dropout_rate=0.0
+):
+    """A small ResNet: three stages of two residual blocks, downsampling while the image allows;
+    optional spatial dropout after each stage."""
     inputs = keras.Input(input_shape)
     x = layers.ReLU()(layers.BatchNormalization()(conv(filters, activation=None)(inputs)))
     for stage in range(3):
         strides = 2 if stage > 0 and min(x.shape[1], x.shape[2]) >= 4 else 1
         x = residual_block(x, filters * 2**stage, strides)
-        x = residual_block(x, filters * 2**stage, 1)
+        x = spatial_dropout(residual_block(x, filters * 2**stage, 1), spatial_dropout_rate)
     x = layers.GlobalAveragePooling2D()(x)
     if dropout_rate:
         x = layers.Dropout(dropout_rate)(x)
@@ -249,8 +279,14 @@ def build_model(config: Config, data: Data) -> keras.Model:
         raise UsageError(
             f"model.name={name} needs images; {data.source} is a table (use mlp or linear)"
         )
+    for key, rate, takers in (
+        ("input_dropout", m.input_dropout, ("linear", "mlp")),
+        ("spatial_dropout", m.spatial_dropout, ("convnet", "resnet")),
+    ):
+        if rate and name not in takers:  # said, not silently ignored
+            raise UsageError(f"model.{key} applies to {' and '.join(takers)}, not {name}")
     if name == "linear":
-        return linear(**common, categorical=data.categorical)
+        return linear(**common, categorical=data.categorical, input_dropout=m.input_dropout)
     if name == "mlp":
         return mlp(
             **common,
@@ -258,11 +294,23 @@ def build_model(config: Config, data: Data) -> keras.Model:
             width=m.width,
             depth=m.depth,
             dropout_rate=m.dropout_rate,
+            input_dropout=m.input_dropout,
         )
     if name == "convnet":
-        return convnet(**common, filters=m.filters, width=m.width, dropout_rate=m.dropout_rate)
+        return convnet(
+            **common,
+            filters=m.filters,
+            width=m.width,
+            dropout_rate=m.dropout_rate,
+            spatial_dropout_rate=m.spatial_dropout,
+        )
     if name == "resnet":
-        return resnet(**common, filters=m.filters, dropout_rate=m.dropout_rate)
+        return resnet(
+            **common,
+            filters=m.filters,
+            dropout_rate=m.dropout_rate,
+            spatial_dropout_rate=m.spatial_dropout,
+        )
     if name == "backbone":
         return backbone_model(
             **common, backbone=m.backbone, weights=m.weights, dropout_rate=m.dropout_rate
@@ -278,17 +326,31 @@ def build_model(config: Config, data: Data) -> keras.Model:
     return model
 
 
-def expected_initial_loss(data: Data) -> float:
-    """Loss of a model that outputs exactly its initial bias (R2.4, R2.5).
+def expected_initial_loss(data: Data, loss: str = "auto", label_smoothing: float = 0.0) -> float:
+    """Validation loss of a model that outputs exactly its initial bias (R2.4, R2.5), for
+    train.loss and train.label_smoothing (class weights apply to training, not to it).
 
-    Classification: the prior's cross-entropy on the validation labels (ln C when the
-    classes are balanced). Regression: their variance in the standard units trained in.
-    """
+    Classification: the cross-entropy of the priors the bias holds on the validation labels
+    (ln C when the classes are balanced), with smoothed labels (T7) and the focal factor
+    alpha (1 - p)^gamma (T18) where asked. Regression, in the standard units trained in: the
+    targets' variance around the bias (mse), their mean absolute deviation (mae), or the
+    Huber loss of those deviations."""
+    name = loss_name(data, loss)
     if data.task == "classification":
-        priors = data.class_priors
-        return float(-np.mean(np.log(priors[data.val.y])))
-    scaled = scale_targets(data, data.val.y)
-    return float(np.mean((scaled - data.output_bias[0]) ** 2))
+        p = np.exp(data.output_bias.astype(np.float64))
+        p /= p.sum()
+        per_class = -np.log(p)
+        if name == "focal":
+            per_class *= FOCAL_ALPHA * (1 - p) ** FOCAL_GAMMA
+        s = label_smoothing
+        targets = np.eye(data.num_outputs)[data.val.y] * (1 - s) + s / data.num_outputs
+        return float(np.mean(targets @ per_class))
+    r = np.abs(scale_targets(data, data.val.y) - data.output_bias[0]).astype(np.float64)
+    if name == "mae":
+        return float(np.mean(r))
+    if name == "huber":  # Keras's delta of 1: quadratic within one std, linear beyond
+        return float(np.mean(np.where(r <= 1.0, 0.5 * r**2, r - 0.5)))
+    return float(np.mean(r**2))
 
 
 def learning_rate(config: Config, steps_per_epoch: int):
@@ -306,21 +368,124 @@ def learning_rate(config: Config, steps_per_epoch: int):
 
 
 def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam, or AdamW when weight decay is set (R4.10); optional weight EMA (T17)."""
+    """Adam (R3.2), AdamW (adamw, or adam with weight decay; R4.10) or SGD with momentum;
+    optional gradient clipping and weight EMA (T17)."""
     o = config.optimizer
-    rate = learning_rate(config, steps_per_epoch)
-    if o.weight_decay > 0:
-        return keras.optimizers.AdamW(rate, weight_decay=o.weight_decay, use_ema=o.ema)
-    return keras.optimizers.Adam(rate, use_ema=o.ema)
+    common = dict(
+        learning_rate=learning_rate(config, steps_per_epoch),
+        use_ema=o.ema,
+        clipnorm=o.clipnorm or None,
+    )
+    if o.name == "sgd":
+        return keras.optimizers.SGD(
+            momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay or None, **common
+        )
+    if o.name == "adamw" or o.weight_decay > 0:
+        # AdamW's own default decay (0.004) when none is set: asking for adamw asks for decay.
+        return keras.optimizers.AdamW(weight_decay=o.weight_decay or 0.004, **common)
+    return keras.optimizers.Adam(**common)
 
 
-def loss_for(data: Data) -> keras.losses.Loss:
-    if data.task == "classification":
+def class_weights(data: Data) -> dict[int, float] | None:
+    """fit's class_weight from data.class_weight (train.class_weight), or None."""
+    if data.class_weight is None:
+        return None
+    return {c: float(w) for c, w in enumerate(data.class_weight)}
+
+
+# Keras's defaults for CategoricalFocalCrossentropy, spelled out for the loss at init.
+FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
+
+
+def loss_name(data: Data, name: str) -> str:
+    """train.loss for this data's task (auto: cross_entropy or mse); a mismatch is an error."""
+    classification = data.task == "classification"
+    if name == "auto":
+        return "cross_entropy" if classification else "mse"
+    allowed = CLASSIFICATION_LOSSES if classification else REGRESSION_LOSSES
+    if name not in allowed:
+        raise UsageError(
+            f"train.loss={name} does not fit {data.task}; use one of {', '.join(allowed)}"
+        )
+    return name
+
+
+def loss_for(data: Data, config: Config) -> keras.losses.Loss:
+    """The training loss (train.loss, train.label_smoothing) on the pipeline's labels: class
+    indices, or class probabilities under MixUp or CutMix (data.augment)."""
+    name, smoothing = loss_name(data, config.train.loss), config.train.label_smoothing
+    if data.task == "regression":
+        if smoothing:
+            raise UsageError("train.label_smoothing applies to classification; set it to 0")
+        losses = {
+            "mse": keras.losses.MeanSquaredError,
+            "mae": keras.losses.MeanAbsoluteError,
+            "huber": keras.losses.Huber,
+        }
+        return losses[name]()
+    if name == "cross_entropy" and not smoothing and not mixes_labels(config):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return keras.losses.MeanSquaredError()
+    return OneHotCrossentropy(data.num_outputs, focal=name == "focal", label_smoothing=smoothing)
 
 
-def metrics_for(data: Data) -> list[keras.metrics.Metric]:
+@keras.saving.register_keras_serializable(package="recipe")
+class OneHotCrossentropy(keras.losses.Loss):
+    """Cross-entropy from logits, focal (T18) and/or with label smoothing (T7), on class
+    indices: Keras's sparse loss has neither option, and its one-hot losses take one-hot
+    labels, which the pipeline, the metrics and the checks do not use. Class probabilities
+    (the training labels under MixUp or CutMix) are taken as they are."""
+
+    def __init__(self, num_classes, focal=False, label_smoothing=0.0, name=None, **kwargs):
+        super().__init__(name=name or ("focal_crossentropy" if focal else "crossentropy"), **kwargs)
+        self.num_classes, self.focal = int(num_classes), bool(focal)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        if len(y_true.shape) == 2 and y_true.shape[-1] == self.num_classes:
+            labels = y_true
+        else:
+            labels = keras.ops.one_hot(
+                keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), self.num_classes
+            )
+        if self.focal:
+            return keras.losses.categorical_focal_crossentropy(
+                labels,
+                y_pred,
+                alpha=FOCAL_ALPHA,
+                gamma=FOCAL_GAMMA,
+                from_logits=True,
+                label_smoothing=self.label_smoothing,
+            )
+        return keras.losses.categorical_crossentropy(
+            labels, y_pred, from_logits=True, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "focal": self.focal,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+def mixes_labels(config: Config) -> bool:
+    """MixUp or CutMix is on: the training labels are class probabilities, not indices."""
+    return any(name in LABEL_MIXING for name in config.data.augment)
+
+
+@keras.saving.register_keras_serializable(package="recipe")
+def index_or_probability_accuracy(y_true, y_pred):
+    """Accuracy on class indices, or on class probabilities (MixUp, CutMix) by their largest
+    share: Keras's accuracies take one kind or the other, and validation keeps indices."""
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1]:
+        y_true = keras.ops.argmax(y_true, axis=-1)
+    return keras.metrics.sparse_categorical_accuracy(y_true, y_pred)
+
+
+def metrics_for(data: Data, soft_labels: bool = False) -> list[keras.metrics.Metric]:
+    if data.task == "classification" and soft_labels:
+        return [keras.metrics.MeanMetricWrapper(index_or_probability_accuracy, name="accuracy")]
     if data.task == "classification":
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     return [keras.metrics.MeanAbsoluteError(name="mae")]
@@ -331,8 +496,8 @@ def compile_model(
 ) -> keras.Model:
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
-        loss=loss_for(data),
-        metrics=metrics_for(data),
+        loss=loss_for(data, config),
+        metrics=metrics_for(data, mixes_labels(config)),
         jit_compile={"true": True, "false": False}.get(config.train.jit_compile, "auto"),
         steps_per_execution=config.train.steps_per_execution,
     )

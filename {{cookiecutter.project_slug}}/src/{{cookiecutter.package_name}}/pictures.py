@@ -2,9 +2,8 @@
 
 The per-epoch prediction panels are drawn with Pillow into palette images: a few
 rectangles and lines of text on a canvas laid out once, and a palette PNG, which Pillow
-writes without the per-row filtering of an RGB one (about 0.5 ms against 4 ms). That is
-what keeps a picture every epoch affordable when epochs last a fifth of a second
-(docs/performance.md). End-of-run figures use matplotlib.
+writes without the per-row filtering of an RGB one. That is what keeps a picture every
+epoch affordable when epochs are short. End-of-run figures use matplotlib.
 Images are shown on one fixed value range taken from the training data, never
 rescaled per picture, so a preprocessing bug is not hidden by the plotting (U18).
 Colormaps are perceptually uniform (viridis).
@@ -225,6 +224,46 @@ def predicted_vs_true_figure(targets, predictions, path: Path, title: str) -> Pa
     return _save(figure, path)
 
 
+def draw_calibration(table: dict, title: str):
+    """The figure of calibration_figure: per confidence bin, its accuracy as a bar from the
+    bin's left edge, its mean confidence as a dot, and the diagonal a calibrated model sits on."""
+    bins = table["bins"]
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    filled = [b for b in range(bins) if table["count"][b]]
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.bar(
+        edges[filled],
+        [table["accuracy"][b] for b in filled],
+        width=1.0 / bins,
+        align="edge",
+        color=VIRIDIS[90] / 255,
+        edgecolor="black",
+        label="accuracy of the bin",
+    )
+    centers = edges[filled] + 0.5 / bins
+    axis.plot(
+        centers,
+        [table["confidence"][b] for b in filled],
+        "o",
+        color="C1",
+        label="mean confidence of the bin",
+    )
+    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("confidence (probability of the predicted class)")
+    axis.set_ylabel("accuracy")
+    axis.set_title(title)
+    # Below the axes: bars can reach any corner of them.
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8)
+    return figure
+
+
+def calibration_figure(table: dict, path: Path, title: str) -> Path:
+    """The reliability diagram: bars below the diagonal mean overconfidence, above it under."""
+    return _save(draw_calibration(table, title), path)
+
+
 def table_heatmap_figure(values, row_labels, column_labels, path: Path, title: str) -> Path:
     """Rows of standardized features (examples), so unusual values stand out."""
     values = np.asarray(values, dtype=np.float32)
@@ -240,28 +279,37 @@ def table_heatmap_figure(values, row_labels, column_labels, path: Path, title: s
     return _save(figure, path)
 
 
-def history_figure(rows: list[dict], path: Path, title: str) -> Path:
-    """Training and validation curves per epoch; epoch 0 is the loss before any step."""
+# Columns of history.csv that are not curves of a metric.
+_NOT_METRICS = ("epoch", "learning_rate", "fine_tuning")
+
+
+def draw_history(rows: list[dict], title: str):
+    """The figure of history_figure: the loss, and the first other metric, per epoch."""
+    # Row 0 (before any step) holds only validation losses: metrics come from every row.
+    names = []
+    for row in rows:
+        names += [k for k in row if k not in names and k not in _NOT_METRICS]
+    metrics = [k for k in names if not k.startswith("val_") and k != "loss"]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    metric_keys = [
-        k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")
-    ]
-    for axis, key in zip(
-        axes, ["loss"] + [k for k in metric_keys if k != "loss"][:1], strict=False
-    ):
+    for axis, key in zip(axes, ["loss", *metrics[:1]], strict=False):
         for prefix, style in (("", "-"), ("val_", "--")):
             points = [
-                (r["epoch"], r.get(prefix + key))
-                for r in rows
-                if r.get(prefix + key) not in (None, "")
+                (r["epoch"], r[prefix + key]) for r in rows if r.get(prefix + key) not in (None, "")
             ]
             if points:
                 axis.plot(*zip(*points, strict=True), style, marker=".", label=prefix + key)
         axis.set_xlabel("epoch")
         axis.set_title(key)
         axis.legend()
+    if not metrics:
+        axes[1].axis("off")
     figure.suptitle(title)
-    return _save(figure, path)
+    return figure
+
+
+def history_figure(rows: list[dict], path: Path, title: str) -> Path:
+    """Training and validation curves per epoch; epoch 0 is the loss before any step."""
+    return _save(draw_history(rows, title), path)
 
 
 def ensemble_figure(names, members: dict, ensemble: dict, path: Path) -> Path:
@@ -279,6 +327,49 @@ def ensemble_figure(names, members: dict, ensemble: dict, path: Path) -> Path:
         axis.set_title(f"test {metric}")
         axis.legend()
     figure.suptitle(f"ensemble of {len(names)} vs its members")
+    return _save(figure, path)
+
+
+def compare_figure(curves: dict[str, list], path: Path, what: str) -> Path:
+    """Each run's per-epoch curve (epoch, value) overlaid, named in the legend."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, points in curves.items():
+        if points:
+            epochs, values = zip(*points, strict=True)
+            axis.plot(epochs, values, label=name)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(what)
+    axis.set_title(f"{what} of {len(curves)} runs")
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def learning_curve_figure(points: list[dict], path: Path, title: str) -> Path:
+    """Best validation loss and the training loss at its epoch against the training examples
+    (R4.1), each point labelled with its test metric."""
+    import textwrap
+
+    examples = [p["examples"] for p in points]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(examples, [p["train_loss"] for p in points], "o-", label="training loss")
+    axis.plot(examples, [p["val_loss"] for p in points], "o-", label="best validation loss")
+    metric = next(key for key in points[0] if key.startswith("test_") and key != "test_loss")
+    for p in points:
+        axis.annotate(
+            f"{metric} {p[metric]:.3f}",
+            (p["examples"], p["val_loss"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=8,
+        )
+    axis.set_xscale("log")
+    axis.set_xticks(examples, [f"{n:,}" for n in examples])
+    axis.minorticks_off()
+    axis.set_xlabel("training examples")
+    axis.set_ylabel("loss")
+    axis.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=9)
+    axis.legend(loc="lower left")  # the losses fall to the right: that corner stays free
     return _save(figure, path)
 
 
@@ -326,19 +417,46 @@ def feature_histograms_figure(
     return path
 
 
+def _wrap(pen: ImageDraw.ImageDraw, text: str, width: float) -> list[str]:
+    """text broken at spaces into lines at most `width` pixels wide; a longer word keeps its
+    end (where file names and labels differ) and loses its start."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and pen.textlength(joined) <= width:
+            lines[-1] = joined
+            continue
+        while len(word) > 1 and pen.textlength(word) > width:
+            word = word[1:]
+        lines.append(word)
+    return lines
+
+
 def image_grid_array(
     images: np.ndarray, captions: list[str], title: str, columns: int = 8, cell: int = 64
 ) -> np.ndarray:
     """A captioned grid drawn with Pillow (milliseconds; matplotlib takes seconds for 80 images).
 
     `images` are uint8 already (to_uint8 with one fixed range); each is scaled to fit the cell
-    without changing its values; a caption may hold two lines."""
-    line = 12
+    without changing its values. A column widens up to twice the cell for its captions, and
+    a caption wraps at spaces onto as many lines as it needs (up to four), so the last word
+    of `true 3 pred 5` is always drawn."""
+    line, max_lines = 12, 4
     count = len(images)
     columns = max(1, min(columns, count))
     rows = int(np.ceil(count / columns))
-    width, height = columns * (cell + 6) + 6, 22 + rows * (cell + 2 * line + 8)
-    canvas = Image.new("RGB", (max(width, 8 * len(title) + 8), height), (25, 25, 25))
+    pen = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widest = max((pen.textlength(text) for c in captions for text in str(c).split("\n")), default=0)
+    column = int(np.clip(np.ceil(widest), cell, 2 * cell))
+    wrapped = [
+        [part for text in str(c).split("\n") for part in _wrap(pen, text, column)][:max_lines]
+        for c in captions
+    ]
+    lines = max((len(w) for w in wrapped), default=0)
+    row_height = cell + lines * line + 8
+    width = columns * (column + 6) + 6
+    title_width = int(np.ceil(pen.textlength(title))) + 12
+    canvas = Image.new("RGB", (max(width, title_width), 22 + rows * row_height), (25, 25, 25))
     draw = ImageDraw.Draw(canvas)
     draw.text((6, 4), title, fill=WHITE)
     for i, image in enumerate(images):
@@ -350,9 +468,9 @@ def image_grid_array(
         picture = picture.resize(
             (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), resample
         )
-        left = 6 + (i % columns) * (cell + 6)
-        top = 22 + (i // columns) * (cell + 2 * line + 8)
+        left = 6 + (i % columns) * (column + 6)
+        top = 22 + (i // columns) * row_height
         canvas.paste(picture, (left, top))
-        for k, text in enumerate(str(captions[i]).split("\n")[:2]):
-            draw.text((left, top + cell + 2 + k * line), text[: cell // 6 + 1], fill=WHITE)
+        for k, text in enumerate(wrapped[i]):
+            draw.text((left, top + cell + 2 + k * line), text, fill=WHITE)
     return np.asarray(canvas)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
+from .config import IMAGE_AUGMENTATIONS, LABEL_MIXING, TABLE_AUGMENTATIONS, Config
 from .data import Data, ImageFiles, Split, scale_targets
 from .errors import UsageError
 from .images import decode_image
@@ -25,18 +25,144 @@ CACHE_SHUFFLE_BUFFER = 4096
 GATHER_EXAMPLES = 8192
 
 
-def augmenter(data: Data, seed: int):
-    """A light, label-preserving augmentation (off by default, R2.2)."""
+# The ranges of the augmentations at data.augment_strength=1, in the units of each Keras layer:
+# fractions of a turn (rotate), of the image size (translate, zoom), of the contrast (contrast),
+# the largest erased area (erase), RandAugment's magnitude, MixUp's Beta(alpha, alpha),
+# CutMix's range of patch sizes, and the noise's std in standard units (tables).
+AUGMENT_RANGES = {
+    "rotate": 0.04,
+    "translate": 0.1,
+    "zoom": 0.1,
+    "contrast": 0.2,
+    "erase": 0.33,
+    "randaugment": 0.3,
+    "mixup": 0.2,
+    "cutmix": 1.0,
+    "noise": 0.05,
+}
+
+
+def keyed_seeds(seed: int, index: int):
+    """A keras.random.SeedGenerator for augmentation `index` whose seeds come from (seed, the
+    batch's key, the draw's number) instead of a state: batch k of a stream draws the same
+    numbers whatever came before it, so a resumed run augments as an uninterrupted one did,
+    and batches augment in parallel without racing for a shared state. The map function
+    calls start(key) before the layer draws (once, as tf.data traces it)."""
+    import keras
+    import tensorflow as tf
+
+    class KeyedSeeds(keras.random.SeedGenerator):
+        key, draws = None, 0
+
+        def start(self, key):
+            self.key, self.draws = key, 0
+
+        def next(self, ordered=True):
+            self.draws += 1
+            first = (seed * 1_000_003 + index * 10_007 + self.draws) % 2**31
+            return tf.stack([tf.constant(first, tf.int64), tf.cast(self.key, tf.int64)])
+
+    return KeyedSeeds(seed)
+
+
+def normalized_range(data: Data) -> tuple[float, float]:
+    """The range of the normalized inputs: the value range some Keras layers clip to."""
+    low, high = data.value_range
+    ends = np.stack([(low - data.mean) / data.std, (high - data.mean) / data.std])
+    return float(ends.min()), float(ends.max())
+
+
+def augmentation_layer(name: str, data: Data, strength: float, seed: int):
+    """The Keras layer of one image augmentation, in float32 whatever the precision policy
+    (it runs in tf.data, before the model). Borders fill from the nearest pixels, erased
+    patches with 0, the training mean."""
     import keras
 
-    if data.kind == "image":
-        return keras.layers.Pipeline(
-            [
-                keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
-                keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
-            ]
+    r = AUGMENT_RANGES.get(name, 0.0) * strength
+    value_range = normalized_range(data)
+    f32 = dict(dtype="float32", seed=seed)
+    if name in ("flip_horizontal", "flip_vertical"):
+        return keras.layers.RandomFlip(name.removeprefix("flip_"), **f32)
+    if name == "rotate":
+        return keras.layers.RandomRotation(r, fill_mode="nearest", **f32)
+    if name == "translate":
+        return keras.layers.RandomTranslation(r, r, fill_mode="nearest", **f32)
+    if name == "zoom":
+        return keras.layers.RandomZoom(r, fill_mode="nearest", **f32)
+    if name == "contrast":
+        return keras.layers.RandomContrast(min(r, 1.0), value_range=value_range, **f32)
+    if name == "erase":
+        return keras.layers.RandomErasing(
+            scale=(0.02, min(r, 1.0)), fill_value=0.0, value_range=value_range, **f32
         )
-    return keras.layers.GaussianNoise(0.05, seed=seed)
+    if name == "randaugment":  # on raw pixels (augmenter): posterize, equalize count levels
+        return keras.layers.RandAugment(value_range=data.value_range, factor=min(r, 1.0), **f32)
+    if name == "mixup":
+        return keras.layers.MixUp(alpha=r, **f32)
+    if name == "cutmix":
+        return keras.layers.CutMix(factor=min(r, 1.0), **f32)
+    raise ValueError(f"no augmentation layer named {name}")
+
+
+def check_augmentations(data: Data, names) -> None:
+    """data.augment's names fit this data: image augmentations for images, noise for tables."""
+    fitting = IMAGE_AUGMENTATIONS if data.kind == "image" else TABLE_AUGMENTATIONS
+    wrong = [name for name in names if name not in fitting]
+    if wrong:
+        kind = "images" if data.kind == "image" else "a table"
+        raise UsageError(
+            f"data.augment={','.join(wrong)} does not apply to {data.source} ({kind}); "
+            f"use {', '.join(fitting)}"
+        )
+    if any(name in LABEL_MIXING for name in names) and data.task != "classification":
+        raise UsageError("data.augment: mixup and cutmix mix class labels; use them to classify")
+
+
+def augmenter(data: Data, names, strength: float, seed: int):
+    """(x, y), key -> the batch augmented by data.augment's names in order (off by default,
+    R2.2; R4.2, T4), seeded by (seed, key). Table noise goes to the numeric columns only:
+    category indices stay categories. MixUp and CutMix mix the labels too, so with either the
+    labels become class probabilities (the loss takes them, models.loss_for)."""
+    import tensorflow as tf
+
+    check_augmentations(data, names)
+    seeds = [keyed_seeds(seed, index) for index in range(len(names))]
+    steps = []
+    for index, (name, seeded) in enumerate(zip(names, seeds, strict=True)):
+        if name == "noise":
+            steps.append((name, None, seeded))
+            continue
+        layer = augmentation_layer(name, data, strength, seed + index)
+        # Every Keras image layer draws from .generator. On the JAX backend (multi_worker) a
+        # layer in tf.data keeps a generator of its own: seeded, but not keyed by batch.
+        layer.generator = seeded
+        steps.append((name, layer, seeded))
+    numeric = np.ones(data.input_shape[-1], np.float32)
+    numeric[list(data.categorical)] = 0.0
+    mixing = any(name in LABEL_MIXING for name in names)
+    mean, std = data.mean.astype(np.float32), data.std.astype(np.float32)
+
+    def augment(batch, key):
+        x, y = batch
+        if mixing:
+            y = tf.one_hot(tf.cast(y, tf.int32), data.num_outputs)
+        for name, layer, seeded in steps:
+            seeded.start(key)
+            if name == "noise":
+                stddev = AUGMENT_RANGES["noise"] * strength
+                # TensorFlow's op, whatever the Keras backend: tf.data runs it.
+                noise = tf.random.stateless_normal(tf.shape(x), seeded.next(), stddev=stddev)
+                x = x + noise * numeric
+            elif name == "randaugment":
+                x = (layer(x * std + mean, training=True) - mean) / std
+            elif name in LABEL_MIXING:
+                mixed = layer({"images": x, "labels": y}, training=True)
+                x, y = mixed["images"], mixed["labels"]
+            else:
+                x = layer(x, training=True)
+        return x, y
+
+    return augment
 
 
 def _file_batches(
@@ -63,6 +189,10 @@ def _file_batches(
 
         def cached_epoch(number):
             order_seed = tf.constant(seed, tf.int64) * 1_000_003 + number
+            # A global seed of 0 (seed=0, as train sets it) makes TensorFlow compare this
+            # tensor seed with 0 in Python, which fails in a traced function; without a
+            # graph-level seed the order depends on order_seed alone.
+            tf.compat.v1.get_default_graph().seed = None
             return decoded.shuffle(buffer, seed=order_seed).batch(
                 batch_size, drop_remainder=whole_batches
             )
@@ -179,7 +309,8 @@ def make_dataset(
     *,
     shuffle: bool,
     seed: int = 0,
-    augment: bool = False,
+    augment=(),
+    augment_strength: float = 1.0,
     whole_batches: bool = False,
     first_epoch: int = 0,
     raw: bool = False,
@@ -193,8 +324,11 @@ def make_dataset(
     would have seen, rather than epoch 0's again.
 
     Inputs are normalized by data.normalize (arrays once, here; image batches as they are
-    decoded), unless raw: then they stay as the saved model takes them (models.
-    with_preprocessing), float32 pixels or column values. Image files are decoded with
+    decoded), then augmented by the names in `augment` (data.augment) at augment_strength;
+    each batch's random draws are seeded by (seed, its place in the stream), so a stream
+    started at first_epoch augments as the uninterrupted one did. Unless raw: then they stay
+    as the saved model takes them (models.with_preprocessing), float32 pixels or column
+    values. Image files are decoded with
     `cache` (data.cache): none, memory or a folder.
 
     whole_batches drops each epoch's last, partial batch: keras.distribution splits
@@ -221,9 +355,12 @@ def make_dataset(
         scale = None if raw else (data.mean, data.std)
         dataset = _array_batches(split.x, y, batch_size, scale=scale, **order)
     if augment:
-        layer = augmenter(data, seed)
-        dataset = dataset.map(
-            lambda x, y: (layer(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        # Keyed by the batch's place in the stream: epoch e starts at e x steps per epoch.
+        # (A file skipped as undecodable shortens its epoch and shifts later keys; still seeded.)
+        epoch_steps = steps_per_epoch(split, batch_size, whole_batches)
+        keys = tf.data.Dataset.counter(start=first_epoch * epoch_steps if shuffle else 0)
+        dataset = tf.data.Dataset.zip((dataset, keys)).map(
+            augmenter(data, augment, augment_strength, seed), num_parallel_calls=tf.data.AUTOTUNE
         )
     options = tf.data.Options()
     # tf.data's autotuning runs an optimizer thread beside every iterator: on a CPU it takes a
@@ -245,6 +382,7 @@ def training_stream(config: Config, data: Data, first_epoch: int):
         shuffle=True,
         seed=config.seed,
         augment=config.data.augment,
+        augment_strength=config.data.augment_strength,
         whole_batches=config.train.strategy == "multi_worker",
         first_epoch=first_epoch,
         cache=config.data.cache,

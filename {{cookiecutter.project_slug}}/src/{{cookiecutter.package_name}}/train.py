@@ -14,25 +14,32 @@ from pathlib import Path
 import keras
 
 from . import config as config_lib
+from . import runs
 from .callbacks import (
     BestCheckpoint,
     BudgetedBackupAndRestore,
     EpochTensorBoard,
+    GracefulStop,
     HistoryCSV,
     NaNGuard,
     PredictionPanel,
     SaveBudget,
     load_seed_states,
     read_history,
+    readable_backup,
+    restore_backup,
     save_seed_states,
+    unreadable_checkpoint,
 )
 from .config import Config
 from .data import Data, load, unscale_targets
 from .devices import describe, make_strategy, process_id, set_precision, stop_workers
+from .environment import write_environment
 from .errors import UsageError
 from .evaluate import evaluate_run, headline, write_metrics
 from .models import (
     build_model,
+    class_weights,
     compile_model,
     expected_initial_loss,
     start_fine_tuning,
@@ -58,27 +65,57 @@ RESUMABLE_CHANGES = (
     "run.overwrite",
     "run.extend",
 )
+# A finished run continued may also lower its rate: "constant, then a short drop at the end"
+# (R3.4, U8); the optimizer's state and everything else stay.
+EXTEND_CHANGES = ("optimizer.learning_rate",)
 
 
 def epochs_done(run_dir: Path) -> int:
     return max((int(row["epoch"]) for row in read_history(run_dir / "history.csv")), default=0)
 
 
-def epochs_before(run_dir: Path, state: str) -> int:
-    """The epochs a run has done before this fit: a killed run's last backup, a finished
-    run's history when it is continued, 0 otherwise."""
+def epochs_before(run_dir: Path, state: str, backup: runs.Generation | None = None) -> int:
+    """The epochs a run has done before this fit: a killed run's backup, a finished run's
+    history when it is continued, 0 otherwise."""
     if state == "resume":
-        metadata = run_dir / "backup" / "training_metadata.json"
-        return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+        return backup.epoch
     if state == "extend":
         return epochs_done(run_dir)
     return 0
 
 
-def _refuse_changes(config: Config, what: str) -> None:
+def backup_to_resume(run_dir: Path, state: str) -> tuple[str, runs.Generation | None]:
+    """A resumed run's state and the backup it resumes from: the newest that reads back
+    whole, saying in one line which damaged ones it passed over. With none readable the
+    run starts over ('fresh', its folder emptied); with none at all (killed during its first
+    save) it starts again as a run killed before its first backup does."""
+    if state != "resume":
+        return state, None
+    generation, damaged = readable_backup(run_dir / "backup")
+    if generation is None:
+        if damaged:
+            print(f"{run_dir}: no backup reads back ({'; '.join(damaged)}): training it again")
+            runs.empty(run_dir)
+        shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        return "fresh", None
+    if damaged:
+        print(
+            f"{run_dir}: passed over the damaged backup ({'; '.join(damaged)}); resuming from "
+            f"the one before, {generation.path.name}"
+        )
+    best = run_dir / "checkpoints" / "best.keras"
+    problem = unreadable_checkpoint(best)
+    if problem:
+        print(f"{best} is damaged ({problem}): the best epoch is chosen again from here on")
+        best.unlink(missing_ok=True)
+        best.with_suffix(".json").unlink(missing_ok=True)
+    return "resume", generation
+
+
+def _refuse_changes(config: Config, what: str, allowed: tuple[str, ...] = RESUMABLE_CHANGES):
     saved = config.run_dir / "config.yaml"
     if saved.is_file():
-        changed = config_lib.changed_keys(saved, config, RESUMABLE_CHANGES)
+        changed = config_lib.changed_keys(saved, config, allowed)
         if changed:
             raise UsageError(
                 f"run {config.run_dir} was trained with a different config ({', '.join(changed)});"
@@ -102,7 +139,7 @@ def run_state(config: Config) -> str:
     if config.run.extend:
         if not finished:
             raise UsageError(f"run.extend=true but {run_dir} holds no finished run to continue")
-        _refuse_changes(config, "continue")
+        _refuse_changes(config, "continue", (*RESUMABLE_CHANGES, *EXTEND_CHANGES))
         done = epochs_done(run_dir)
         if config.train.epochs <= done:
             raise UsageError(
@@ -140,6 +177,8 @@ def make_callbacks(
     config: Config, data: Data, run_dir: Path, initial_logs: dict, phase: str = "train"
 ):
     guard = NaNGuard()
+    # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
+    backup = BudgetedBackupAndRestore(run_dir / "backup", budget := SaveBudget())
     chosen = fixed_batch(data, config.train.prediction_examples)
     raw = data.val.x[chosen]  # image files are decoded here, once
     images = None
@@ -157,19 +196,18 @@ def make_callbacks(
         to_units=functools.partial(unscale_targets, data),
         log_dir=str(run_dir / "tensorboard"),
     )
-    # One 1% time budget for both savers: they save at the same epoch ends.
-    budget = SaveBudget()
     # A backbone's rows say which phase they belong to.
     extra = {} if phase == "train" else {"fine_tuning": float(phase == "fine_tune")}
-    callbacks = [guard, HistoryCSV(run_dir / "history.csv", initial_logs, extra)]
+    history = HistoryCSV(run_dir / "history.csv", initial_logs, extra)
+    callbacks = [GracefulStop(backup), guard, history]  # first: a stop never halves an epoch's end
     if phase != "head":  # the head's phase has a fixed length (fit_phases)
         # BestCheckpoint keeps the best weights and train() restores them after fit, across
         # resumes too, so EarlyStopping need not copy them every epoch as well.
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
         )
-    # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
-    callbacks.append(BudgetedBackupAndRestore(str(run_dir / "backup"), budget))
+    # One 1% time budget for both savers: they save at the same epoch ends.
+    callbacks.append(backup)
     if config.optimizer.ema:
         # Validation, the best checkpoint and the picture see the averaged weights (T17);
         # after the backup, so the backup keeps the raw ones training resumes from.
@@ -185,15 +223,19 @@ def make_callbacks(
 
 def train(config: Config, command: str) -> int:
     """Trains config's model on config's data; returns the exit status."""
+    runs.allow_cut(True)  # a stop signal before the fit cuts at once: nothing trained is lost
     multi_worker = config.train.strategy == "multi_worker"
     if multi_worker and process_id() > 0:  # the chief (process 0) writes the run itself
         config = copy.deepcopy(config)
         config.run.dir = str(config.run_dir / "workers")
         config.run.name = f"process-{process_id()}"
-    state = run_state(config)
+    state, backup = backup_to_resume(config.run_dir, run_state(config))
     resuming = state in ("resume", "extend")
     run_dir = config.run_dir
-    done = epochs_before(run_dir, state)
+    done = epochs_before(run_dir, state, backup)
+    if state == "fresh" and (run_dir / "config.yaml").is_file():
+        # Killed before its first backup (or stopped by a failed check): nothing to resume.
+        print(f"{run_dir} holds an unfinished run with no backup: training it from the start")
 
     ## Seed (before the workers meet: every process starts from the same weights)
     seed_everything(config)
@@ -231,16 +273,23 @@ def train(config: Config, command: str) -> int:
             start_fine_tuning(model, config, data, steps)
         if state == "extend":  # weights and optimizer state of the last epoch (R6.3, U1)
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(run_dir / LAST)
+            _load(model, run_dir / LAST, "retrain it (run.overwrite=true, without run.extend)")
             load_seed_states(model, run_dir / LAST_SEEDS)
+            # The file held the old rate; a lower one is the final drop (EXTEND_CHANGES).
+            if config.optimizer.schedule == "constant" and not fine_tuning:
+                model.optimizer.learning_rate = config.optimizer.learning_rate
+        if backup is not None:  # weights, optimizer state and seeds of the epoch backed up
+            _load(model, backup, f"delete {run_dir / 'backup'} to train it from the start")
     print(f"model: {model.name}, {model.count_params():,} parameters")
 
     ## Run folder: the resolved config and the command, so the run can be reproduced
     if state == "replace":  # only now: a bad data source must not cost the old run
-        shutil.rmtree(run_dir)
+        with runs.stop_deferred():  # half a deletion could leave the old run's backup
+            runs.empty(run_dir)  # all but the lock, which this command holds
     run_dir.mkdir(parents=True, exist_ok=True)
     config_lib.save(config, run_dir / "config.yaml")
-    (run_dir / "command.txt").write_text(command + "\n")
+    runs.write_text(run_dir / "command.txt", command + "\n")
+    write_environment(run_dir)  # versions, devices, git commit
 
     ## Fast recipe checks first, so a broken setup never burns hours (make check runs them all)
     if multi_worker and config.check.before_train and not resuming:
@@ -268,13 +317,16 @@ def train(config: Config, command: str) -> int:
         init_steps = math.ceil(min(len(data.val.y), config.check.sample) / batch_size)
         measured = model.evaluate(val_ds, steps=init_steps, verbose=0, return_dict=True)
         initial_logs = {f"val_{k}": float(v) for k, v in measured.items()}
+        expected = expected_initial_loss(data, config.train.loss, config.train.label_smoothing)
         print(
-            f"loss at init: {initial_logs['val_loss']:.4f} "
-            f"(expected {expected_initial_loss(data):.4f} "
+            f"loss at init: {initial_logs['val_loss']:.4f} (expected {expected:.4f} "
             "from the output bias)"
         )
 
     ## Fit: one phase; for a pretrained backbone, its new head first, then fine-tuning (R4.4)
+    # From here a stop signal cuts only between an epoch's steps (GracefulStop) and never the
+    # end of the run, which saves and evaluates it whole.
+    runs.allow_cut(False)
     started = time.perf_counter()
     for phase, last_epoch in phases:
         if phase == "fine_tune":
@@ -293,16 +345,23 @@ def train(config: Config, command: str) -> int:
                 f"up to epoch {last_epoch}, then fine-tuning"
             )
         callbacks, guard = make_callbacks(config, data, run_dir, initial_logs, phase)
-        model.fit(
-            training_stream(config, data, first_epoch=done),
-            validation_data=val_ds,
-            epochs=last_epoch,
-            steps_per_epoch=steps,  # the stream is endless
-            initial_epoch=done,  # BackupAndRestore sets it again from its backup on a resume
-            callbacks=callbacks,
-            shuffle=False,  # the pipeline shuffles; fit's own flag only warns on datasets
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
+        try:
+            model.fit(
+                training_stream(config, data, first_epoch=done),
+                validation_data=val_ds,
+                epochs=last_epoch,
+                steps_per_epoch=steps,  # the stream is endless
+                initial_epoch=done,  # where the model is: a backup restored, or a finished run
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline shuffles; fit's own flag only warns on datasets
+                class_weight=class_weights(data),  # None unless train.class_weight (T2)
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+        except runs.Stopped as stop:  # cut after a step: the backup holds the epoch before
+            return stopped(stop, callbacks, cut=True)
+        backup = next(c for c in callbacks if isinstance(c, BudgetedBackupAndRestore))
+        if backup.stopped_by is not None:  # at an epoch's end, backed up at once
+            return stopped(backup.stopped_by, callbacks)
         if guard.message:
             print(f"error: {guard.message}", file=sys.stderr)
             return 1
@@ -312,7 +371,7 @@ def train(config: Config, command: str) -> int:
     seconds = time.perf_counter() - started
 
     ## Save the last epoch (to continue from) and the best (BestCheckpoint kept it on disk)
-    model.save(run_dir / LAST)
+    runs.write_whole(run_dir / LAST, model.save)
     save_seed_states(model, run_dir / LAST_SEEDS)
     best = run_dir / "checkpoints" / "best.keras"
     if best.exists():
@@ -320,7 +379,7 @@ def train(config: Config, command: str) -> int:
     # model.keras takes raw inputs: the normalization (and resizing) are layers of it.
     with strategy.scope():
         model = with_preprocessing(model, data)
-    model.save(run_dir / "model.keras")
+    runs.write_whole(run_dir / "model.keras", model.save)
     write_data_description(data, config, run_dir)
     if multi_worker:
         model = stop_workers(run_dir / "model.keras")
@@ -332,7 +391,7 @@ def train(config: Config, command: str) -> int:
     report["train_seconds"] = round(seconds, 2)
     report["loss_at_init"] = {
         "measured": history[0].get("val_loss") if history else None,
-        "expected": expected_initial_loss(data),
+        "expected": expected_initial_loss(data, config.train.loss, config.train.label_smoothing),
     }
     write_metrics(report, run_dir)
     if history:
@@ -341,6 +400,8 @@ def train(config: Config, command: str) -> int:
         history_figure(
             history, run_dir / "history.png", f"{run_dir.name}: {model.name} on {data.source}"
         )
+    # Kept until now: a run killed while it saved and evaluated resumes from it and ends.
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
 
     print(
         f"\nrun: {run_dir}/  (metrics.json, history.csv, model.keras, predictions/, tensorboard/)"
@@ -362,14 +423,46 @@ def write_data_description(data: Data, config: Config, run_dir: Path) -> Path:
         "feature_names": data.feature_names,
         "label_column": config.data.label_column,
         "path_column": config.data.path_column,
+        "examples": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
         # Tables: each categorical column's vocabulary (index i + 1 for entry i, 0 = unseen)
         # and the training means that fill missing numbers.
         "vocabularies": {data.feature_names[j]: v for j, v in data.vocabularies.items()},
         "fill": [float(v) for v in data.mean] if data.kind == "tabular" else [],
     }
     path = run_dir / "data.json"
-    path.write_text(json.dumps(description, indent=2) + "\n")
+    runs.write_text(path, json.dumps(description, indent=2) + "\n")
     return path
+
+
+def _load(model, source, otherwise: str) -> None:
+    """Loads a checkpoint (a .keras file) or a backup generation into the model, or says in
+    one line why it cannot: a damaged file, or a model whose code changed since."""
+    try:
+        if isinstance(source, runs.Generation):
+            restore_backup(model, source)
+        else:
+            model.load_weights(source)
+    except Exception as err:
+        where = source.path if isinstance(source, runs.Generation) else source
+        raise UsageError(
+            f"cannot load {where} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"{otherwise}, or choose another run.name"
+        ) from None
+
+
+def stopped(stop: runs.Stopped, callbacks: list, cut: bool = False) -> int:
+    """A fit ended by a stop signal: what it still owes the run folder, then the one line."""
+    if cut:  # fit never reached on_train_end: the best weights held, the pictures drawn
+        for callback in callbacks:
+            if isinstance(callback, BestCheckpoint | PredictionPanel | EpochTensorBoard):
+                callback.on_train_end()
+    backup = next(c for c in callbacks if isinstance(c, BudgetedBackupAndRestore))
+    print(
+        f"stopped by {stop.name} after epoch {backup.saved_epoch or 0}; "
+        "rerun the same command to resume",
+        file=sys.stderr,
+    )
+    return stop.status
 
 
 def load_trained(run_dir: Path) -> keras.Model:
@@ -393,7 +486,10 @@ def evaluate(config: Config) -> int:
     report = evaluate_run(model, data, run_dir)
     previous = run_dir / "metrics.json"
     if previous.is_file():  # keep what training recorded (epochs, time, loss at init)
-        report = {**json.loads(previous.read_text()), **report}
+        try:
+            report = {**json.loads(previous.read_text()), **report}
+        except ValueError:  # damaged (written by a version that wrote it in place)
+            print(f"{previous} is damaged: rewriting it from this evaluation alone")
     write_metrics(report, run_dir)
     print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
     return 0

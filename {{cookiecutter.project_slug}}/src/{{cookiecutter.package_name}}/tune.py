@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import keras_tuner
 import yaml
 
 from . import config as config_lib
-from . import models
+from . import models, runs
 from .callbacks import NaNGuard
 from .config import Config
 from .data import Data, load
@@ -127,12 +128,18 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             shuffle=True,
             seed=config.seed,
             augment=augment,
+            augment_strength=config.data.augment_strength,
             cache=cache,
         )
         val_ds = make_dataset(data, data.val, batch_size, shuffle=False, cache=cache)
         steps = steps_per_epoch(data.train, batch_size)  # train_ds is an endless stream
         history = model.fit(
-            train_ds, validation_data=val_ds, steps_per_epoch=steps, shuffle=False, **kwargs
+            train_ds,
+            validation_data=val_ds,
+            steps_per_epoch=steps,
+            shuffle=False,
+            class_weight=models.class_weights(data),
+            **kwargs,
         )
         for callback in kwargs.get("callbacks", []):  # the tuner's deep copy, not ours
             if isinstance(callback, NaNGuard) and callback.message:
@@ -141,11 +148,17 @@ class RecipeHyperModel(keras_tuner.HyperModel):
 
 
 class RecipeSearch(keras_tuner.RandomSearch):
-    """RandomSearch that prints one line per finished trial."""
+    """RandomSearch that prints one line per finished trial, and stops between trials after
+    a stop signal (runs.stop_on_signals): the oracle has saved the trial, so a rerun goes on
+    with the next one."""
+
+    last_trial = None
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         print(trial_line(trial, self.oracle.objective.name), flush=True)
+        self.last_trial = trial.trial_id
+        runs.stop_point()
 
 
 def _short(value) -> str:
@@ -189,16 +202,17 @@ def trial_rows(tuner, keys) -> list[dict]:
 def write_tables(rows: list[dict], run_dir: Path) -> None:
     if not rows:
         return
-    with open(run_dir / "trials.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    runs.write_text(run_dir / "trials.csv", table.getvalue())
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:
         cells = ["" if row[c] is None else _short(row[c]) for c in columns]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    (run_dir / "trials.md").write_text("\n".join(lines) + "\n")
+    runs.write_text(run_dir / "trials.md", "\n".join(lines) + "\n")
 
 
 def edge_warnings(best: dict, space: dict[str, Range | Choice]) -> list[str]:
@@ -243,7 +257,7 @@ def best_overrides(config: Config, data: Data, best: dict) -> dict:
 
 def write_best(nested: dict, path: Path, header: str) -> None:
     comments = "".join(f"# {line}\n" for line in header.splitlines())
-    path.write_text(comments + yaml.safe_dump(nested, sort_keys=False))
+    runs.write_text(path, comments + yaml.safe_dump(nested, sort_keys=False))
 
 
 def tuning_figure(rows: list[dict], space: dict, objective: str, path: Path) -> Path | None:
@@ -337,7 +351,7 @@ def tune(config: Config, command: str = "", space=None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_worker():
         config_lib.save(config, run_dir / "tune_config.yaml")
-        (run_dir / "tune_command.txt").write_text(command + "\n")
+        runs.write_text(run_dir / "tune_command.txt", command + "\n")
 
     tuner = make_tuner(config, data, space)
     hypermodel_space = tuner.hypermodel.space
@@ -365,10 +379,18 @@ def tune(config: Config, command: str = "", space=None) -> int:
     started = time.perf_counter()
     status = 0
     try:
-        tuner.search(epochs=t.epochs, callbacks=callbacks, verbose=0)
+        with runs.stop_deferred():  # a stop signal waits for the running trial's end
+            tuner.search(epochs=t.epochs, callbacks=callbacks, verbose=0)
     except RuntimeError as err:  # too many consecutive failures: report what ran, then stop
         print(f"error: {err}", file=sys.stderr)
         status = 1
+    except runs.Stopped as stop:
+        print(
+            f"stopped by {stop.name} after trial {tuner.last_trial}; rerun the same command "
+            "to resume",
+            file=sys.stderr,
+        )
+        return stop.status
     seconds = time.perf_counter() - started
     if is_worker():
         print(f"worker {os.environ['KERASTUNER_TUNER_ID']} done in {seconds:.0f} s")
@@ -394,7 +416,7 @@ def report(config: Config, data: Data, tuner, space: dict, seconds: float) -> in
         "space": {key: dataclasses.asdict(spec) for key, spec in space.items()},
     }
     if not done:
-        (run_dir / "tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
+        runs.write_text(run_dir / "tuning.json", json.dumps(summary, indent=2) + "\n")
         print(f"error: no trial finished; see {run_dir / 'trials.md'}", file=sys.stderr)
         return 1
     pick = min if OBJECTIVES[objective] == "min" else max
@@ -414,7 +436,7 @@ def report(config: Config, data: Data, tuner, space: dict, seconds: float) -> in
         best=nested,
         warnings=warnings,
     )
-    (run_dir / "tuning.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    runs.write_text(run_dir / "tuning.json", json.dumps(summary, indent=2, default=str) + "\n")
     print(
         f"\nsearch: {len(done)} finished, {len(failed)} failed, {seconds:.0f} s\n"
         f"best: trial {best_row['trial']} {objective}={best_row['objective']:.4f} "

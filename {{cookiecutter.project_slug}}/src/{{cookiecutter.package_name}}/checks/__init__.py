@@ -3,10 +3,12 @@ model and data, each with a verdict and a diagnosis a person can act on.
 
 Every check is a small function `name(setup) -> Result` whose docstring states the hypothesis and
 the expected value: `model.py` holds those that look at the model before it trains, `training.py`
-those that train a little, `common.py` the thresholds and the shared training step, `drawing.py`
-the pictures. `check` runs them all (`make check`); `before_training` runs the fast subset
-that `train` runs first. Both print one line per check and write `<run>/checks.json`; pictures go
-to `<run>/checks/`. docs/checks.md explains each check, its threshold and what to try.
+those that train a little, `inside.py` those that look inside the network (dead units, randomness
+at inference, update sizes), `augmentation.py` whether data.augment keeps the labels, `common.py`
+the thresholds and the shared training step, `drawing.py` the pictures. `check` runs them all
+(`make check`); `before_training` runs the fast subset that `train` runs first. Both print one
+line per check and write `<run>/checks.json`; pictures go to `<run>/checks/`. docs/checks.md
+explains each check, its threshold and what to try.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import time
 import warnings
 from pathlib import Path
 
+from .. import runs
 from ..config import Config
 from ..data import Data, load
 from ..devices import set_precision
 from ..errors import UsageError
+from .augmentation import augmentation_keeps_labels, draw_augmented_batch
 from .common import (
     BEFORE_TRAINING_IMAGES,
     BEFORE_TRAINING_SECONDS,
@@ -34,6 +38,7 @@ from .common import (
 )
 from .common import sample as sample
 from .drawing import draw_first_layer_weights, draw_input_batch
+from .inside import dead_units, inference_repeatable, update_ratio
 from .model import (
     backbone_input_range,
     batch_independence,
@@ -50,10 +55,14 @@ ALL_CHECKS = (
     init_loss,
     output_activation,
     batch_independence,
+    inference_repeatable,
     lr_schedule,
     overfit_one_batch,
     loss_decreases,
     input_independent_baseline,
+    dead_units,
+    update_ratio,
+    augmentation_keeps_labels,
     backbone_input_range,
     human_baseline,
 )
@@ -96,7 +105,7 @@ def run_checks(setup: Setup, checks) -> list[Result]:
 def write_results(results: list[Result], run_dir: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "checks.json"
-    path.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n")
+    runs.write_text(path, json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n")
     return path
 
 
@@ -123,6 +132,7 @@ def check(config: Config) -> int:
     print(_header(setup, "recipe checks"), flush=True)
     results = run_checks(setup, ALL_CHECKS)
     drawn = [draw_input_batch(setup), draw_first_layer_weights(setup), "overfit_one_batch.png"]
+    drawn.append(draw_augmented_batch(setup))
     print("pictures in " + str(setup.folder) + ": " + ", ".join(Path(p).name for p in drawn if p))
     print(_summary(results, write_results(results, config.run_dir), started))
     return 1 if any(r.status == FAIL for r in results) else 0

@@ -31,6 +31,16 @@ EXPLODED = 10.0  # a loss above 10x its start has exploded
 SCHEDULE_FLOOR = 0.10  # the rate must stay >= 10% of its base ...
 SCHEDULE_EARLY = 0.25  # ... over the first 25% of the steps, once any warmup is over
 GRADIENT_EXAMPLES = 8  # batch size of the batch_independence probe
+PROBE_EXAMPLES = 256  # the validation batch dead_units and inference_repeatable look at
+DEAD_SHARE = 0.5  # dead_units: WARN when more than half of a ReLU layer's units never fire
+# update_ratio: the first steps from init; a rate far too large shows there, before the
+# weights it inflates make every later update look small.
+UPDATE_STEPS = 5
+UPDATE_RATIO_RANGE = (1e-5, 1e-1)  # per step; healthy is about 1e-3 (Karpathy)
+# update_ratio leaves out kernels starting below 1% of He init's scale (the small output
+# kernel, R2.5): a weight near zero makes any update look huge.
+NEAR_ZERO_INIT = 0.01
+REPEAT_TOLERANCE = 1e-6  # inference_repeatable: two predictions equal up to float rounding
 PICTURE_EXAMPLES = 32
 CHECK_SECONDS = 60.0  # overfit_one_batch gives up (WARN, undecided) after this long
 BEFORE_TRAINING_SECONDS = 8.0
@@ -106,6 +116,8 @@ def example_losses(task: str, y, outputs):
     """The task's reference loss per example, on logits, whatever loss the project optimizes.
 
     On a live tensor from a softmax layer Keras reads the pre-softmax logits, as fit does."""
+    if task == "classification" and len(y.shape) == 2:  # class probabilities: MixUp, CutMix
+        return keras.losses.categorical_crossentropy(y, outputs, from_logits=True)
     if task == "classification":
         return keras.losses.sparse_categorical_crossentropy(y, outputs, from_logits=True)
     return keras.ops.square(outputs[:, 0] - y)
@@ -178,12 +190,17 @@ def _build_trainer(setup: Setup) -> Trainer:
     seeding.seed_everything(setup.config)
     model = models.build_model(setup.config, data)
     optimizer = constant_rate_optimizer(setup)
-    loss_fn = models.loss_for(data)  # what training optimizes, a user's change included
+    # What training optimizes, a user's change included.
+    loss_fn = models.loss_for(data, setup.config)
     labels = tf.int32 if data.task == "classification" else tf.float32
     x_spec = tf.TensorSpec((None, *data.input_shape), tf.float32)
+    y_spec = tf.TensorSpec((None,), labels)
+    mixing = models.mixes_labels(setup.config)
+    if mixing:  # the training stream's labels are class probabilities
+        y_spec = tf.TensorSpec((None, data.num_outputs), tf.float32)
 
-    @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), labels)])
-    def step(x, y):
+    @tf.function(input_signature=[x_spec, y_spec])
+    def traced_step(x, y):
         inference = model(x, training=False)
         with tf.GradientTape() as tape:
             outputs = model(x, training=True)
@@ -195,6 +212,12 @@ def _build_trainer(setup: Setup) -> Trainer:
         reference = tf.reduce_mean(example_losses(data.task, y, outputs))
         reference_inference = tf.reduce_mean(example_losses(data.task, y, inference))
         return loss, reference, reference_inference, outputs, inference
+
+    def step(x, y):
+        # A split's fixed batch holds class indices: one-hot rows when the stream mixes labels.
+        if mixing and len(y.shape) == 1:
+            y = tf.one_hot(y, data.num_outputs)
+        return traced_step(x, y)
 
     initial = [snapshot(v) for v in model.variables]
     return Trainer(model, optimizer, step, initial, setup.config.optimizer.learning_rate)

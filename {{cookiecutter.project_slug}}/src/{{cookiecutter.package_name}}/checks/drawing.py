@@ -21,15 +21,30 @@ from .common import (
 )
 
 
+def label_captions(data, y) -> list[str]:
+    """Labels as class names or targets; class probabilities (the labels MixUp and CutMix
+    make) as their two largest shares."""
+    y = np.asarray(y)
+    if data.task != "classification":
+        return [f"{float(v):.4g}" for v in unscale_targets(data, y)]
+    if y.ndim == 1:
+        return [data.class_names[int(v)] for v in y]
+    captions = []
+    for row in y:
+        first, second = np.argsort(row)[::-1][:2]
+        text = f"{data.class_names[first]} {row[first]:.2f}"
+        if row[second] >= 0.01:
+            text += f" + {data.class_names[second]} {row[second]:.2f}"
+        captions.append(text)
+    return captions
+
+
 def draw_input_batch(setup: Setup) -> Path:
     """R2.10: the first training batch exactly as it enters the network (normalized, augmented
     when data.augment is on), from the pipeline training uses, with its labels."""
     data = setup.data
     x, y = (t.numpy()[:PICTURE_EXAMPLES] for t in next(iter(training_pipeline(setup))))
-    if data.task == "classification":
-        captions = [data.class_names[int(v)] for v in y]
-    else:
-        captions = [f"{float(v):.4g}" for v in unscale_targets(data, y)]
+    captions = label_captions(data, y)
     path = setup.folder / "input_batch.png"
     title = "first training batch as the network sees it (normalized"
     title += ", augmented)" if setup.config.data.augment else ")"

@@ -90,7 +90,7 @@ def _init_diagnosis(data: Data, outputs: np.ndarray, measured: float, expected: 
         )
     if data.task == "classification":
         spread = float(outputs.std(axis=0).mean())
-        priors = np.log(data.class_priors)
+        priors = data.output_bias  # the log class priors (weighted, with class weights)
         means = outputs.mean(axis=0)
         offset = float(np.abs((means - means.mean()) - (priors - priors.mean())).max())
         target = "log class priors"
@@ -122,7 +122,7 @@ def _output_layer(model):
     return layer
 
 
-def _activation_name(layer) -> str | None:
+def activation_name(layer) -> str | None:
     """The non-linear activation a layer applies last, if any."""
     kind = type(layer).__name__.lower()
     if kind in ACTIVATIONS:  # Softmax / ReLU layers, or keras.ops.sigmoid in a functional model
@@ -140,7 +140,7 @@ def output_activation(setup: Setup) -> Result:
     model = shared_trainer(setup).model
     layer = _output_layer(model)
     where = f"output layer '{getattr(layer, 'name', '?')}' ({type(layer).__name__})"
-    activation = _activation_name(layer)
+    activation = activation_name(layer)
     x, y = split_inputs(data, data.val, 256)
     outputs, _ = forward(model, data.task, x, y)
     probe, _ = forward(model, data.task, x * _probe_scale(data), y)

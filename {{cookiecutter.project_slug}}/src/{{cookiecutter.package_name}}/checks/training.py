@@ -82,7 +82,7 @@ def _short_run(setup: Setup) -> dict:
     model = models.build_model(setup.config, setup.data)
     weights = [snapshot(w) for w in model.weights]
     optimizer = constant_rate_optimizer(setup)
-    loss_fn = models.loss_for(setup.data)
+    loss_fn = models.loss_for(setup.data, setup.config)
     losses, batch = [], None
     for x, y in training_pipeline(setup).repeat().take(DETERMINISM_STEPS):
         batch = x.numpy() if batch is None else batch
@@ -245,7 +245,7 @@ def overfit_one_batch(setup: Setup) -> Result:
 # -- brief training runs: input-independent baseline (R2.7) and loss_decreases (R2.9)
 
 
-def _brief_run(setup: Setup, zeroed: bool) -> dict:
+def brief_run(setup: Setup, zeroed: bool) -> dict:
     """BRIEF_STEPS training steps on the real (or zeroed) inputs, same seed and batches, at the
     configured rate; mean losses in inference mode before and after."""
     key = f"brief_zeroed={zeroed}"
@@ -268,6 +268,7 @@ def _brief_run(setup: Setup, zeroed: bool) -> dict:
         "losses": losses,
         "val": mean_loss(val_x, val_y),
         "first_kernel": first_conv_kernel(trainer.model),
+        "weights": None if zeroed else [snapshot(v) for v in trainer.model.variables],  # dead_units
     }
     setup.cache[key] = result
     return result
@@ -277,7 +278,7 @@ def input_independent_baseline(setup: Setup) -> Result:
     """Hypothesis: the inputs carry signal the model uses (R2.7): trained briefly on the real
     inputs it beats the same model trained on zeroed inputs (same seed, same batches, BRIEF_STEPS
     steps). Expected: validation loss with real inputs <= 90% of the zeroed-input one."""
-    zero, real = _brief_run(setup, zeroed=True), _brief_run(setup, zeroed=False)
+    zero, real = brief_run(setup, zeroed=True), brief_run(setup, zeroed=False)
     ratio = real["val"] / zero["val"] if zero["val"] > 0 else math.inf
     measured = (
         f"val loss {real['val']:.4g} (real inputs) vs {zero['val']:.4g} (zeroed), ratio {ratio:.3f}"
@@ -304,7 +305,7 @@ def loss_decreases(setup: Setup) -> Result:
     """Hypothesis: training lowers the training loss from the first steps on (R2.9). Expected:
     the inference-mode loss on the (sampled) training split falls by at least 3% in BRIEF_STEPS
     steps at the configured rate."""
-    run = _brief_run(setup, zeroed=False)
+    run = brief_run(setup, zeroed=False)
     before, after = run["before"], run["after"]
     measured = f"{before:.4g} -> {after:.4g} in {BRIEF_STEPS} steps"
     expected = f"<= {LOSS_FALLS * before:.4g} ({1 - LOSS_FALLS:.0%} lower)"

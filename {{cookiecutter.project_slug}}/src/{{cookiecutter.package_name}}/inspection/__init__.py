@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import runs
 from ..config import Config
 from ..data import list_image_csv, list_image_folder, load, resolve_source
 from ..errors import UsageError
@@ -155,7 +156,8 @@ def inspect(config: Config) -> int:
         result["corrupt_files"] = [{"path": p, "reason": r} for p, r in scan.broken]
     result["seconds"] = round(time.perf_counter() - started, 2)
     write_report(folder / "report.md", result)
-    (config.run_dir / "inspect.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    text = json.dumps(result, indent=2, default=float) + "\n"
+    runs.write_text(config.run_dir / "inspect.json", text)
 
     for finding in findings:
         print(finding.line())

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Data
+from ..tables import markdown_table
 from .common import (
     EXAMPLES_PER_CLASS,
     MAX_CLASSES_SHOWN,
@@ -149,17 +150,6 @@ def sample_index(size: int, limit: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(size, limit, replace=False)) if size > limit else np.arange(size)
 
 
-def _markdown_table(rows: list[dict], columns: list[str]) -> str:
-    def cell(value):
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def write_report(path: Path, result: dict) -> None:
     findings = result["findings"]
     counts = Counter(f["severity"] for f in findings)
@@ -171,19 +161,17 @@ def write_report(path: Path, result: dict) -> None:
         f"{result['kind']} data, {result['task']}, {result['examples']} examples; {verdict} "
         f"({plural(counts['error'], 'error')}, {plural(counts['warning'], 'warning')}, "
         f"{plural(counts['info'], 'note')}). "
-        "Each finding name is explained in docs/inspect.md of the recipe template (R1).",
+        "Each finding name is explained in docs/inspect.md (R1).",
         "",
         "## Findings",
         "",
-        _markdown_table(findings, ["severity", "name", "detail"])
+        markdown_table(findings, ["severity", "name", "detail"])
         if findings
         else "Nothing to report.",
         "",
         "## Splits",
         "",
-        _markdown_table(
-            [{"split": s, "examples": sizes[s]} for s in SPLITS], ["split", "examples"]
-        ),
+        markdown_table([{"split": s, "examples": sizes[s]} for s in SPLITS], ["split", "examples"]),
         "",
     ]
     if "classes" in result:
@@ -192,12 +180,12 @@ def write_report(path: Path, result: dict) -> None:
             "",
             f"Imbalance ratio (largest / smallest class): {result['imbalance_ratio']:.2f}",
             "",
-            _markdown_table(result["classes"], ["class", *SPLITS, "total", "share"]),
+            markdown_table(result["classes"], ["class", *SPLITS, "total", "share"]),
             "",
         ]
     if "target" in result:
         target = result["target"]
-        parts += ["## Target (training split)", "", _markdown_table([target], list(target)), ""]
+        parts += ["## Target (training split)", "", markdown_table([target], list(target)), ""]
     if result.get("features"):
         columns = [
             "feature",
@@ -217,14 +205,14 @@ def write_report(path: Path, result: dict) -> None:
         parts += [
             f"## Features (outliers: |z| > {OUTLIER_Z:g} from the training mean)",
             "",
-            _markdown_table(rows, columns),
+            markdown_table(rows, columns),
             "",
         ]
     if result.get("leak_probe"):
         parts += [
             "## Single-feature scores (leak probe)",
             "",
-            _markdown_table(
+            markdown_table(
                 sorted(result["leak_probe"], key=lambda r: -r["val"]), ["feature", "train", "val"]
             ),
             "",

@@ -152,9 +152,8 @@ def balance_findings(data: Data) -> tuple[list[Finding], dict]:
                     f"{IMBALANCE_RATIO:g}:1); the output bias already starts at the log class "
                     "priors "
                     "(R2.5, T3); "
-                    "if the rare class matters, weight classes or oversample it (T2) and judge "
-                    "per-class "
-                    "recall",
+                    "if the rare class matters, set train.class_weight=balanced or "
+                    "train.loss=focal (T2, T18) and judge per-class recall",
                 )
             )
         return findings, {"classes": table, "imbalance_ratio": round(ratio, 3)}
