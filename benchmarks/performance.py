@@ -54,9 +54,19 @@ What keeps each measurement about one thing:
 Then one more fit with the callbacks times each callback's hooks (the training thread's
 share of row 3) and the picture's drawing thread.
 
+`--tensorboard` measures only what TensorBoard costs an epoch of about a second (issue 14:
+public APIs unless they cost more than 2% of one): the default convnet made wider
+(TENSORBOARD_MODEL) on digits, three fits taking turns an epoch each, `--rounds` rounds
+of `--epochs` (10) epochs: the template's EpochTensorBoard and PredictionPanel writing
+through tf.summary, the same written as before issue 14 (Event protos built with
+TensorBoard's internals, kept here only: `proto_tensorboard`), and the picture without
+TensorBoard. Each ratio of total times has a 95% bootstrap interval; the hooks on the
+training thread and the drawing thread's CPU are timed too, to the tenth of a millisecond.
+
 Prints the Markdown tables of docs/performance.md on stdout, each timing on stderr.
 
     .venv/bin/python benchmarks/performance.py [--quick] [--input-repeats 60] [--rounds 6]
+    .venv/bin/python benchmarks/performance.py --tensorboard [--rounds 6] [--epochs 10]
 """
 
 from __future__ import annotations
@@ -84,6 +94,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PIPELINE_SPEEDUP = (">=", 10.0)
 STEP_TIME_RATIO = ("<=", 1.05)
 CALLBACK_OVERHEAD = ("<=", 1.10)
+# Issue 14: TensorBoard through public APIs unless that costs more than 2% of a ~1 s epoch.
+TENSORBOARD_COST = ("<=", 1.02)
+# The default run's convnet made wider, for epochs of about a second on digits on 2 cores.
+TENSORBOARD_MODEL = ("model.filters=128", "model.width=256")
 
 
 def machine() -> str:
@@ -246,7 +260,8 @@ def measure_pipeline(p, epochs: int, repeats: int) -> dict:
 
 
 class Turns:
-    """Two `fit`s, each in its own thread, that take turns an epoch each.
+    """`fit`s, each in its own thread, that take turns an epoch each, in `order` round and
+    round (two for rows 2 and 3, three for the TensorBoard comparison).
 
     A side's turn starts when its epoch begins and ends when the epoch's last hook has
     run; its first turn starts at on_train_begin and its last ends at on_train_end, so
@@ -256,15 +271,15 @@ class Turns:
     `clock(side)` runs only during that side's turns: the time it would have seen alone.
     """
 
-    def __init__(self, first: str, second: str, epochs: int, timeout: float = 600):
+    def __init__(self, order: list[str], epochs: int, timeout: float = 600):
         self.epochs = epochs
         self.timeout = timeout
-        self.go = {first: threading.Semaphore(1), second: threading.Semaphore(0)}
-        self.other = {first: second, second: first}
+        self.go = {side: threading.Semaphore(int(i == 0)) for i, side in enumerate(order)}
+        self.next = {side: order[(i + 1) % len(order)] for i, side in enumerate(order)}
         self.started = {}
         self.holder = None
-        self.alone = False  # set when a side failed: the other goes on without waiting
-        self.seconds = {first: [], second: []}
+        self.alone = False  # set when a side failed: the others go on without waiting
+        self.seconds = {side: [] for side in order}
         self.order = []  # the sides in the order their turns ended
 
     def take(self, side: str) -> None:
@@ -279,12 +294,14 @@ class Turns:
         self.seconds[side].append(time.perf_counter() - self.started[side])
         self.order.append(side)
         self.holder = None
-        self.go[self.other[side]].release()
+        self.go[self.next[side]].release()
 
     def abandon(self, side: str) -> None:
-        """`side` failed: the other side need not wait for it any more."""
+        """`side` failed: the other sides need not wait for it any more."""
         self.alone = True
-        self.go[self.other[side]].release()
+        for other, go in self.go.items():
+            if other != side:
+                go.release()
 
     def clock(self, side: str):
         def own() -> float:
@@ -319,14 +336,14 @@ class Turns:
 
 
 def turns_fit(sides: dict, epochs: int, steps: int, swap: bool = False) -> Turns:
-    """One round: both sides' fits of `epochs` epochs, taking turns; `swap` lets the second
-    side go first.
+    """One round: every side's fit of `epochs` epochs, taking turns in the order of `sides`;
+    `swap` reverses that order (with two sides, the second goes first).
 
     sides: name -> (model, initial weights, dataset, validation data or None,
     make_callbacks(turns, side) returning (callbacks, settle)).
     """
-    first, second = list(sides)[::-1] if swap else list(sides)
-    turns = Turns(first, second, epochs)
+    order = list(sides)[::-1] if swap else list(sides)
+    turns = Turns(order, epochs)
     errors = []
 
     def run(side):
@@ -341,7 +358,7 @@ def turns_fit(sides: dict, epochs: int, steps: int, swap: bool = False) -> Turns
             errors.append(error)
             turns.abandon(side)
 
-    threads = [threading.Thread(target=run, args=(side,)) for side in (first, second)]
+    threads = [threading.Thread(target=run, args=(side,)) for side in order]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -489,6 +506,201 @@ def breakdown(p, epochs: int, work: Path) -> list[str]:
     return lines + [f"| **on the training thread, in all** | **{1000 * on_thread / epochs:.2f}** |"]
 
 
+def proto_tensorboard(package_callbacks):
+    """The template's TensorBoard writing before issue 14, kept here for the comparison only:
+    Event protos built with TensorBoard's internals and framed by tf.io.TFRecordWriter, the
+    picture as the PNG file's own bytes. Returns (ProtoTensorBoard, ProtoPanel)."""
+    import itertools
+    import socket
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.image import metadata as image_metadata
+    from tensorboard.plugins.scalar import metadata as scalar_metadata
+    from tensorboard.util import tensor_util
+
+    scalar, image = (
+        m.create_summary_metadata(None, None) for m in (scalar_metadata, image_metadata)
+    )
+    numbers = itertools.count()
+
+    class ProtoEventFile:
+        def __init__(self, folder: Path):
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+            path = folder / f"{name}.{os.getpid()}.{next(numbers)}"
+            self._records = tf.io.TFRecordWriter(str(path))
+            self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+        def write(self, step: int, scalars=None, images=None) -> None:
+            event = event_pb2.Event(wall_time=time.time(), step=step)
+            for tag, value in (scalars or {}).items():
+                tensor = tensor_util.make_tensor_proto(np.float32(value))
+                event.summary.value.add(tag=tag, tensor=tensor, metadata=scalar)
+            for tag, (png, width, height) in (images or {}).items():
+                strings = np.array([b"%d" % width, b"%d" % height, png], dtype=object)
+                tensor = tensor_util.make_tensor_proto(strings)
+                event.summary.value.add(tag=tag, tensor=tensor, metadata=image)
+            self._add(event)
+
+        def close(self) -> None:
+            self._records.close()
+
+        def _add(self, event) -> None:
+            self._records.write(event.SerializeToString())
+            self._records.flush()
+
+    class ProtoTensorBoard(keras.callbacks.Callback):
+        def __init__(self, log_dir):
+            super().__init__()
+            self.log_dir = Path(log_dir)
+            self.files = {}
+
+        def on_train_begin(self, logs=None):
+            parts = ("train", "validation")
+            self.files = {part: ProtoEventFile(self.log_dir / part) for part in parts}
+
+        def on_epoch_end(self, epoch, logs=None):
+            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs = {**(logs or {}), "learning_rate": rate}
+            train = {f"epoch_{k}": v for k, v in logs.items() if not k.startswith("val_")}
+            val = {f"epoch_{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}
+            self.files["train"].write(epoch, scalars=train)
+            if val:
+                self.files["validation"].write(epoch, scalars=val)
+
+        def on_train_end(self, logs=None):
+            for events in self.files.values():
+                events.close()
+
+    class ProtoPanel(package_callbacks.PredictionPanel):
+        """The template's PredictionPanel with the picture written to TensorBoard as before:
+        the bytes of the PNG file it has just written (read back: ~0.05 ms)."""
+
+        def on_train_begin(self, logs=None):
+            log_dir, self.log_dir = self.log_dir, None  # no tf.summary writer of its own
+            try:
+                super().on_train_begin(logs)
+            finally:
+                self.log_dir = log_dir
+            self.protos = ProtoEventFile(Path(log_dir) / "predictions")
+
+        def draw(self, epoch, outputs):
+            panel = super().draw(epoch, outputs)
+            png = (self.folder / f"epoch_{epoch:03d}.png").read_bytes()
+            self.protos.write(epoch, images={"fixed_batch_predictions": (png, *panel.size)})
+            return panel
+
+        def on_train_end(self, logs=None):
+            try:
+                super().on_train_end(logs)
+            finally:
+                self.protos.close()
+
+    return ProtoTensorBoard, ProtoPanel
+
+
+def measure_tensorboard(project: Path, epochs: int, rounds: int, work: Path) -> tuple:
+    """Issue 14: what TensorBoard costs an epoch of about a second, written through tf.summary
+    (the template's EpochTensorBoard and PredictionPanel) and as before (protos), against no
+    TensorBoard at all. Three sides take turns, an epoch each; all three draw the picture
+    of every epoch and wait for it before handing over, so the picture's TensorBoard copy,
+    written on the drawing thread, counts in full. The convnet of the default run, wider
+    (TENSORBOARD_MODEL), on digits.
+
+    Returns the result rows and the lines of a table of where each side's time went."""
+    p = load_project(project, [*TENSORBOARD_MODEL, f"run.dir={work / 'runs'}"])
+    cb = p.callbacks
+    ProtoTensorBoard, ProtoPanel = proto_tensorboard(cb)
+    timed = collections.defaultdict(list)  # side -> [(epochs, {what: seconds})] per fit
+
+    def make_callbacks(kind):
+        def make(turns, side):
+            run_dir = work / "runs" / f"tensorboard-{kind}-{len(timed[side])}"
+            made, _ = p.train.make_callbacks(p.config, p.data, run_dir, {"val_loss": 0.0})
+            board = next(c for c in made if isinstance(c, cb.EpochTensorBoard))
+            panel = next(c for c in made if isinstance(c, cb.PredictionPanel))
+            if kind == "proto":
+                board = ProtoTensorBoard(board.log_dir)
+                panel = ProtoPanel(
+                    panel.x,
+                    panel.labels,
+                    panel.folder,
+                    panel.task,
+                    panel.class_names,
+                    panel.images,
+                    panel.to_units,
+                    panel.log_dir,
+                )
+            elif kind == "none":
+                panel.log_dir = None  # the picture's file only
+            chosen = [panel] if kind == "none" else [board, panel]
+            totals = collections.defaultdict(float)
+            for callback in chosen:
+                name = "TensorBoard" if callback is board else "PredictionPanel"
+                for hook in HOOKS:
+                    if not getattr(getattr(callback, hook), "_is_default", False):
+                        wrapped = _timed(getattr(callback, hook), totals, name, time.perf_counter)
+                        setattr(callback, hook, wrapped)
+            panel.draw = _timed(panel.draw, totals, "drawing", time.thread_time)
+            timed[side].append((turns.epochs, totals))
+            return chosen, panel.wait
+
+        return make
+
+    sides = {}
+    for kind in ("public", "proto", "none"):
+        model, initial = warm_model(p, p.train_ds, p.val_ds, p.steps)
+        sides[kind] = (model, initial, p.train_ds, p.val_ds, make_callbacks(kind))
+    seconds = interleaved(sides, epochs, p.steps, rounds)
+    ms = {side: 1000 * statistics.median(seconds[side]) for side in sides}
+    pairs = f"{rounds} x {epochs}"
+    rows = [
+        total_row(
+            f"an epoch with TensorBoard through {how} vs without TensorBoard",
+            f"{ms[side]:.0f} vs {ms['none']:.0f} ms/epoch",
+            seconds[side],
+            seconds["none"],
+            pairs,
+            TENSORBOARD_COST,
+        )
+        for side, how in (("public", "tf.summary"), ("proto", "protos (before)"))
+    ]
+    rows.append(
+        total_row(
+            "an epoch with TensorBoard through tf.summary vs through protos (before)",
+            f"{ms['public']:.0f} vs {ms['proto']:.0f} ms/epoch",
+            seconds["public"],
+            seconds["proto"],
+            pairs,
+            TENSORBOARD_COST,
+        )
+    )
+    lines = [
+        "| side | TensorBoard callback, training thread | PredictionPanel, training thread "
+        "| drawing and writing the picture, its thread's CPU | epoch (median) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for side in sides:
+        fits = timed[side][1:]  # the warm-up round's fit dropped, as its times are
+        count = sum(n for n, _ in fits)
+        cost = {what: 1000 * sum(t[what] for _, t in fits) / count for what in fits[0][1]}
+        board = f"{cost['TensorBoard']:.2f} ms" if "TensorBoard" in cost else "-"
+        lines.append(
+            f"| {side} | {board} | {cost['PredictionPanel']:.2f} ms | {cost['drawing']:.2f} ms "
+            f"| {ms[side]:.0f} ms |"
+        )
+    described = (
+        f"data: {p.config.data.source}, {p.examples} training examples, {p.steps} steps an "
+        f"epoch, model {p.config.model.name} {' '.join(TENSORBOARD_MODEL)} "
+        f"({model.count_params():,} parameters); {rounds} rounds of three fits of "
+        f"{epochs} epochs taking turns, with validation"
+    )
+    return rows, described, lines
+
+
 def median_interval(ratios: list[float], confidence: float = 0.95) -> tuple[float, float]:
     """A distribution-free confidence interval of the median: the order statistics k and
     n+1-k, with k from the binomial distribution (each pair falls on either side of the
@@ -634,6 +846,11 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 pairs or rounds of 3 epochs, no `train`"
     )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="only the TensorBoard comparison on ~1 s epochs (issue 14); --epochs default 10",
+    )
     args = parser.parse_args()
     if args.quick:
         args.input_repeats = args.rounds = 2
@@ -641,6 +858,16 @@ def main() -> None:
         args.epochs = args.epochs or 3
 
     started = time.perf_counter()
+    if args.tensorboard:
+        epochs = args.epochs or 10
+        with tempfile.TemporaryDirectory(prefix="recipe-perf-") as work:
+            project = results.bake("image_classification", Path(work))
+            rows, described, lines = measure_tensorboard(project, epochs, args.rounds, Path(work))
+        print(f"\n{date.today().isoformat()}, {machine()}")
+        print(described + (" (--quick: a smoke run, not a measurement)" if args.quick else ""))
+        print("\n".join(["", *table(rows), "", *lines]))
+        print(f"this script: {time.perf_counter() - started:.0f} s")
+        return
     with tempfile.TemporaryDirectory(prefix="recipe-perf-") as work:
         rows, described, whole, hooks = measure(Path(work), args)
     print(f"\n{date.today().isoformat()}, {machine()}")

@@ -106,6 +106,15 @@ def test_turns_alternate_epochs_and_time_what_one_side_adds():
 
 
 @pytest.mark.slow
+def test_three_sides_take_turns_round_and_round():
+    # performance.py --tensorboard: public, protos and none in one rotation.
+    sides = {"a": _side(0.0), "b": _side(0.0), "c": _side(0.0)}
+    assert performance.turns_fit(sides, epochs=3, steps=4).order == ["a", "b", "c"] * 3
+    swapped = performance.turns_fit(sides, epochs=2, steps=4, swap=True)
+    assert swapped.order == ["c", "b", "a"] * 2
+
+
+@pytest.mark.slow
 def test_a_sides_clock_stands_still_during_the_other_sides_turns():
     clocks = []
     sides = {"fast": _side(0.0, clocks=clocks), "slow": _side(0.05)}

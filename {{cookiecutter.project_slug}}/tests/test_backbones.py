@@ -1,7 +1,9 @@
 """Pretrained backbones: their own preprocessing, frozen then fine-tuned, weights or an error."""
 
+import os
 import time
 import urllib.request
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -199,6 +201,21 @@ def test_the_real_download_fails_fast_offline_with_the_same_error(project, monke
     message = str(error.value)
     assert "\n" not in message and file_name in message
     assert f"{project.backbones.weights_folder()}/" in message
+
+
+def test_the_weights_folder_is_where_keras_looks_for_weights(project):
+    """weights_folder() repeats the cache logic of Keras's get_file (keras_home() is private
+    to Keras): it is the folder the offline error tells a user to put a weights file in. If
+    this fails, Keras looks elsewhere and that advice is wrong."""
+    folder = project.backbones.weights_folder()
+    name = f"recipe-weights-folder-test-{os.getpid()}.weights.h5"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(b"not weights")
+    try:  # a file in the cache is not downloaded: the origin is never asked
+        found = keras.utils.get_file(name, origin="http://127.0.0.1:9/none", cache_subdir="models")
+    finally:
+        (folder / name).unlink()
+    assert Path(found) == folder / name
 
 
 def test_keras_3_overrides_training_false_on_a_nested_base(built):

@@ -3,6 +3,7 @@
 import io
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -114,6 +115,60 @@ def test_nan_guard_catches_weights_killed_by_a_nan_input_the_loss_never_shows(pr
         assert "the training loss became nan" in guard.message
 
 
+def test_keras_runs_the_batch_hooks_of_trains_callbacks_off_the_training_thread(
+    project, tmp_path, monkeypatch
+):
+    """NaNGuard.async_safe, which Keras's CallbackList reads and does not document: on a
+    backend Keras holds thread-safe (JAX, which multi_worker runs on; not TensorFlow in
+    Keras 3.15), it runs the batch hooks on a worker thread only when every callback sets
+    it or overrides no batch hook. If this fails, Keras stopped reading it (or renamed the
+    backend's flag), or one of train's callbacks (make_callbacks' list, EMA on) holds the
+    hooks on the training thread."""
+    import keras.src.backend
+
+    monkeypatch.setattr(keras.src.backend, "IS_THREAD_SAFE", True)  # as on JAX
+    threads = set()
+
+    class Recording(project.callbacks.NaNGuard):
+        def on_train_batch_end(self, batch, logs=None):
+            threads.add(threading.get_ident())
+            super().on_train_batch_end(batch, logs)
+
+    cb = project.callbacks
+    backup = cb.BudgetedBackupAndRestore(tmp_path / "backup", budget := cb.SaveBudget())
+    callbacks = [
+        cb.GracefulStop(backup),
+        Recording(),
+        cb.HistoryCSV(tmp_path / "history.csv"),
+        keras.callbacks.EarlyStopping(patience=5),
+        backup,
+        keras.callbacks.SwapEMAWeights(swap_on_epoch=True),
+        cb.BestCheckpoint(tmp_path / "best.keras", "val_loss", budget),
+        cb.EpochTensorBoard(tmp_path / "tb"),
+        cb.PredictionPanel(np.zeros((3, 4)), np.arange(3), tmp_path / "predictions", "regression"),
+    ]
+    hooks = keras.callbacks.CallbackList(callbacks, model=_tiny_model(1))
+    hooks.on_train_begin()
+    for batch in range(2):
+        hooks.on_train_batch_end(batch, {"loss": 1.0})
+    hooks.on_train_end()
+    assert threads and threading.get_ident() not in threads
+
+
+def test_a_models_distribute_strategy_is_the_one_it_was_built_in(project):
+    """PredictionPanel reads model.distribute_strategy (the TensorFlow trainer's, not in
+    Keras's documented API) to predict through a strategy of several replicas, where
+    predict_on_batch would give every replica the whole batch. If Keras drops or renames
+    it, getattr finds None and a mirrored run's picture is drawn from N copies."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = _tiny_model()
+    assert model.distribute_strategy is strategy
+    assert _tiny_model().distribute_strategy is tf.distribute.get_strategy()  # the default
+
+
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_prediction_panel_draws_every_epoch_from_epoch_zero(project, tmp_path, task):
     rng = np.random.default_rng(0)
@@ -186,6 +241,24 @@ def test_tensorboard_writes_each_epoch_once_with_the_rate_of_that_epoch(project,
     assert sorted((tag, step) for tag, step, _ in val) == [("epoch_loss", s) for s in range(3)]
     rates = {step: float(value) for tag, step, value in train if tag == "epoch_learning_rate"}
     assert rates == pytest.approx({0: 0.05, 1: 0.025, 2: 0.0125})  # after 4, 8 and 12 steps
+
+
+def test_tensorboard_of_a_resumed_fit_goes_on_from_its_first_epoch(project, tmp_path):
+    # train resumes and extends a run with fit(initial_epoch=k): a second fit, whose first
+    # epoch is k, in files of its own; TensorBoard reads one curve from both.
+    model = _tiny_model(1)
+    for epochs in (range(0, 2), range(2, 4)):
+        board = project.callbacks.EpochTensorBoard(tmp_path / "tb")
+        board.set_model(model)
+        board.on_train_begin()
+        for epoch in epochs:
+            board.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 1.0})
+        board.on_train_end()
+    assert len(list((tmp_path / "tb" / "train").iterdir())) == 2
+    train = _events(tmp_path / "tb" / "train", "scalars")
+    losses = {step: float(value) for tag, step, value in train if tag == "epoch_loss"}
+    assert losses == pytest.approx({0: 1.0, 1: 0.5, 2: 1 / 3, 3: 0.25})
+    assert len(train) == 8  # loss and learning rate, once per epoch
 
 
 def test_prediction_panel_puts_the_file_picture_in_tensorboard(project, tmp_path):

@@ -237,6 +237,23 @@ def test_output_activation_names_a_softmax_output_layer(project, setup_for, user
     assert "softmax" in result.diagnosis and "U3" in result.diagnosis
 
 
+def test_the_output_op_is_found_through_keras_history_not_the_last_layer(project):
+    """checks/model.py's _output_layer reads KerasTensor._keras_history, private to Keras: the
+    op that made the output. keras.ops.softmax in a functional model is no layer, so the
+    fallback, model.layers[-1], would name the Dense before it. If this fails, Keras changed
+    _keras_history, and output_activation no longer names an activation applied by an op."""
+    import importlib
+
+    model_checks = importlib.import_module(f"{project.name}.checks.model")
+    inputs = keras.Input((4,))
+    inner = keras.Model(inputs, keras.ops.softmax(keras.layers.Dense(3, name="logits")(inputs)))
+    outer_inputs = keras.Input((4,))
+    outer = keras.Model(outer_inputs, inner(outer_inputs))
+    for model in (inner, outer):  # a nested model is looked into
+        layer = model_checks._output_layer(model)
+        assert model_checks.activation_name(layer) == "softmax", (model.name, layer)
+
+
 def test_output_activation_catches_squashing_inside_a_layer_and_overfit_plateaus(
     project, setup_for, user_model
 ):

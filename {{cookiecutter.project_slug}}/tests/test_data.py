@@ -322,10 +322,11 @@ def test_a_csv_table_is_parsed_without_a_string_per_cell(project, tmp_path):
 
     tracemalloc.start()
     try:
-        kind, _, labels, _, names, ids = project.data._csv(path, "label")
+        source = project.data._csv(path, "label")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert kind == "tabular" and len(names) == columns - 1 and len(labels) == len(ids) == rows
+    assert source.kind == "tabular" and len(source.feature_names) == columns - 1
+    assert len(source.labels) == len(source.ids) == rows
     # One float32 copy is 4 MB; a Python string per cell would take ~60 MB.
     assert peak < 3 * rows * columns * 4, f"{peak / 1e6:.1f} MB"

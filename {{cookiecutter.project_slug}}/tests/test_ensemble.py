@@ -33,7 +33,7 @@ def test_ensemble_scores_the_averaged_members_and_reuses_them(project, make_conf
     data = project.data.load(project.ensemble.member_config(config, 0))
     outputs = [  # model.keras takes raw inputs
         project.models.predict_outputs(
-            project.train.load_trained(config.run_dir / "members" / name), data, data.test.x
+            project.evaluate.load_trained(config.run_dir / "members" / name), data, data.test.x
         )
         for name in ("seed-0", "seed-1")
     ]

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -397,3 +398,15 @@ def test_rerun_replaces_the_previous_pictures(project, make_config):
         "features.png",
         "extremes.png",
     }
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_every_registered_finding_is_documented_and_every_documented_one_registered(project):
+    docs = Path(__file__).resolve().parents[1] / "docs" / "inspect.md"
+    table = docs.read_text().split("\n## The findings\n", 1)[1].split("\n### ", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
+    registered = [function.__name__ for function in project.inspection.ALL_FINDINGS]
+    assert len(set(registered)) == len(registered), "a finding function is registered twice"
+    assert sorted(registered) == sorted(documented), "docs/inspect.md's table of findings"

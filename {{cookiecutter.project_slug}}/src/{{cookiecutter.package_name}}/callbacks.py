@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import math
-import os
 import shutil
-import socket
 import time
 import warnings
 import zipfile
@@ -22,12 +19,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from tensorboard.compat.proto import event_pb2
-from tensorboard.plugins.image import metadata as image_metadata
-from tensorboard.plugins.scalar import metadata as scalar_metadata
-from tensorboard.util import tensor_util
 
 from . import pictures, runs
+from .models import softmax
 
 
 class HistoryCSV(keras.callbacks.Callback):
@@ -139,9 +133,11 @@ class NaNGuard(keras.callbacks.Callback):
         >>> model.fit(ds, callbacks=[guard]); guard.message
     """
 
-    # Keras runs batch hooks on a worker thread only when every callback says this; one
-    # synchronous batch hook costs ~1 ms a batch (~8% of a digits epoch). Setting
-    # stop_training from that thread takes effect after the next batch.
+    # Keras (undocumented, read by its CallbackList) runs the batch hooks on a worker thread
+    # only when every callback sets this or overrides no batch hook, and only on a backend
+    # it holds thread-safe: JAX (multi_worker), not TensorFlow in Keras 3.15, where every
+    # hook runs on the training thread anyway. Setting stop_training from that thread takes
+    # effect after the next batch. A test in test_callbacks.py fails if Keras changes this.
     async_safe = True
 
     ADVICE = (
@@ -288,8 +284,7 @@ class PredictionPanel(keras.callbacks.Callback):
     def draw(self, epoch: int, outputs: np.ndarray) -> pictures.Image.Image:
         """Draws and writes the picture of one epoch from the model's outputs on the batch."""
         if self.task == "classification":
-            shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+            probabilities = softmax(outputs)
             accuracy = float((probabilities.argmax(axis=1) == self.labels).mean())
             panel = self._draw_classes(
                 probabilities, f"epoch {epoch}  fixed val batch accuracy {accuracy:.2f}"
@@ -311,12 +306,18 @@ class PredictionPanel(keras.callbacks.Callback):
 
 class EpochTensorBoard(keras.callbacks.Callback):
     """Each epoch's metrics in TensorBoard, laid out as Keras's TensorBoard callback does:
-    `train/` and `validation/`, named `epoch_<metric>`, the learning rate included.
+    `train/` and `validation/`, named `epoch_<metric>`, the learning rate included, the
+    epoch's index as the step.
 
-    Keras 3.15's callback writes every metric at every batch even with
-    update_freq="epoch", each validation metric twice, and each scalar as an eager
-    tf.summary op holding the GIL, which adds up on short epochs. This writes one
-    EventFile record per epoch instead.
+    Keras 3.15's callback, even with update_freq="epoch", calls tf.summary for every metric
+    at every batch (a no-op without its batch writer, but an eager call each; and a batch
+    hook keeps all of them on the training thread on JAX, see NaNGuard.async_safe), and
+    writes each validation metric twice. This writes each epoch once, through tf.summary,
+    and flushes it, so a running TensorBoard shows the epoch as it ends.
+
+    Each fit writes files of its own: a resumed or extended run (whose fit starts at its
+    `initial_epoch`) goes on from the epoch after its backup's. The epochs a killed run
+    logged after its last backup are logged again, so TensorBoard shows those twice.
 
     Args:
         log_dir: the run's TensorBoard folder.
@@ -331,6 +332,7 @@ class EpochTensorBoard(keras.callbacks.Callback):
         self._files = {}
 
     def on_train_begin(self, logs=None):
+        # Opened here, not in __init__, so KerasTuner can still deep-copy the callback.
         self._files = {part: EventFile(self.log_dir / part) for part in ("train", "validation")}
 
     def on_epoch_end(self, epoch, logs=None):
@@ -348,53 +350,41 @@ class EpochTensorBoard(keras.callbacks.Callback):
 
 
 class EventFile:
-    """A TensorBoard event file: Event protos in TFRecord framing, what tf.summary writes.
-
-    The summaries are tf.summary's too (a scalar as a float32 tensor, an image as
-    [width, height, png], each with its plugin's metadata), but built as protos
-    (~0.02 ms a scalar) instead of eager TensorFlow ops, and framed by TensorFlow's
-    record writer, which checksums in C++: TensorBoard's own EventFileWriter does it in
-    Python, ~2 ms for a 10 kB picture, holding the GIL. Flushed at every write, so a
-    running TensorBoard shows each epoch as it ends.
+    """A TensorBoard event file written through tf.summary: scalars with tf.summary.scalar,
+    pictures with tf.summary.write as tf.summary.image writes them (the strings [width,
+    height, PNG] under the image plugin's name), from the PNG the picture's file already
+    holds: tf.summary.image would encode it again, ~15 ms of CPU for a prediction panel
+    against ~1 ms (the template's benchmarks/performance.py --tensorboard). Flushed at
+    every write, so a running TensorBoard shows each epoch as it ends. Each one opens a
+    file of its own in `folder`.
 
     Example:
         >>> events = EventFile(Path("runs/a/tensorboard/train"))
         >>> events.write(3, scalars={"epoch_loss": 0.25}); events.close()
     """
 
-    # What marks a summary as a scalar or an image for TensorBoard's plugins.
-    SCALAR = scalar_metadata.create_summary_metadata(None, None)
-    IMAGE = image_metadata.create_summary_metadata(None, None)
-    _numbers = itertools.count()  # two files opened in the same second get different names
-
     def __init__(self, folder: Path):
         import tensorflow as tf
 
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
-        self._records = tf.io.TFRecordWriter(
-            str(folder / f"{name}.{os.getpid()}.{next(self._numbers)}")
-        )
-        self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self._writer = tf.summary.create_file_writer(str(folder))
+        # What TensorBoard's image plugin reads a summary as (its own metadata, content empty).
+        self._image = tf.compat.v1.SummaryMetadata()
+        self._image.plugin_data.plugin_name = "images"
 
     def write(self, step: int, scalars: dict | None = None, images: dict | None = None) -> None:
-        """One event: scalars {tag: number}, images {tag: (png bytes, width, height)}."""
-        event = event_pb2.Event(wall_time=time.time(), step=step)
-        for tag, value in (scalars or {}).items():
-            tensor = tensor_util.make_tensor_proto(np.float32(value))
-            event.summary.value.add(tag=tag, tensor=tensor, metadata=self.SCALAR)
-        for tag, (png, width, height) in (images or {}).items():
-            strings = np.array([b"%d" % width, b"%d" % height, png], dtype=object)
-            tensor = tensor_util.make_tensor_proto(strings)
-            event.summary.value.add(tag=tag, tensor=tensor, metadata=self.IMAGE)
-        self._add(event)
+        """One step: scalars {tag: number}, images {tag: (PNG bytes, width, height)}."""
+        import tensorflow as tf
+
+        with self._writer.as_default(step=step):
+            for tag, value in (scalars or {}).items():
+                tf.summary.scalar(tag, float(value))
+            for tag, (png, width, height) in (images or {}).items():
+                strings = tf.constant([b"%d" % width, b"%d" % height, png])
+                tf.summary.write(tag, strings, metadata=self._image)
+        self._writer.flush()
 
     def close(self) -> None:
-        self._records.close()
-
-    def _add(self, event) -> None:
-        self._records.write(event.SerializeToString())
-        self._records.flush()
+        self._writer.close()
 
 
 class SaveBudget:
@@ -411,8 +401,9 @@ class SaveBudget:
     1%, not 1% each. After a stop signal (runs.stop_on_signals) every save is due: the
     run stops at this epoch's end and must lose none of it.
 
-    `clock` is what the time is read from; a benchmark that pauses the fit between
-    epochs gives one that stops meanwhile.
+    `clock` is what the time is read from (time.monotonic): the tests give a fake one to
+    step through the budget's decisions; benchmarks/performance.py sets the attribute to
+    one that stands still while the other side of its comparison trains.
     """
 
     # Until the first saves are timed, assume a typical one; so the first save comes only

@@ -107,12 +107,14 @@ def dispatch(name: str, config: Config, command: str) -> int:
         from .inspection import inspect
 
         return inspect(config)
-    if name in ("train", "evaluate"):
-        from . import train
+    if name == "train":
+        from .train import train
 
-        if name == "evaluate":
-            return train.evaluate(config)
-        return train.train(config, command)
+        return train(config, command)
+    if name == "evaluate":
+        from .evaluate import evaluate
+
+        return evaluate(config)
     if name == "tune":
         from .tune import tune
 

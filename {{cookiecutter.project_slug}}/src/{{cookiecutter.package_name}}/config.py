@@ -544,15 +544,50 @@ def validate(config: Config) -> None:
         )
 
 
+# What may change between the parts of one experiment; any other change is a different
+# experiment, so another run.name. A killed run resumed: how long and where it runs. A
+# finished run continued (run.extend) may also lower its rate: "constant, then a short drop
+# at the end" (R3.4, U8). A search resumed: how many trials, how long each. A finished
+# ensemble member or learning-curve point reused: as resumed, and an ensemble may grow.
+RESUMABLE = (
+    "train.epochs",
+    "train.patience",
+    "train.strategy",
+    "train.jit_compile",
+    "train.steps_per_execution",
+    "check.before_train",
+    "run.overwrite",
+    "run.extend",
+)
+MAY_CHANGE = {
+    "resume": RESUMABLE,
+    "continue": (*RESUMABLE, "optimizer.learning_rate"),
+    "search": ("tune.max_trials", "tune.epochs", "run.overwrite"),
+    "reuse": (*RESUMABLE, "ensemble.members"),
+}
+
+
 def changed_keys(saved: Path, config: Config, allowed: tuple[str, ...]) -> list[str]:
-    """Keys whose value differs from the config saved at `saved`, except the allowed ones:
-    a resumed run or search must be the same experiment."""
+    """Keys whose value differs from the config saved at `saved`, except the allowed ones."""
     before = {key: value for key, value, _ in iter_fields(build_config([saved]))}
     return [
         key
         for key, value, _ in iter_fields(config)
         if value != before.get(key) and key not in allowed
     ]
+
+
+def refuse_changes(saved: Path, config: Config, part: str, advice: str) -> None:
+    """Raises a one-line UsageError when `config` differs from the one saved at `saved` in a
+    key that MAY_CHANGE[part] does not allow: a resumed, continued or reused run must be the
+    same experiment. `advice` ends the line (what to do instead)."""
+    if not saved.is_file():
+        return
+    changed = changed_keys(saved, config, MAY_CHANGE[part])
+    if changed:
+        raise UsageError(
+            f"{saved.parent} was started with a different config ({', '.join(changed)}); {advice}"
+        )
 
 
 def save(config: Config, path: Path) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .config import EMBEDDED_SOURCES, Config
+from .config import EMBEDDED_SOURCES, Config, DataConfig
 from .errors import UsageError
 from .images import decode_files, decoded_chunks
 
@@ -174,24 +174,68 @@ def unscale_targets(data: Data, y):
 # ---------------------------------------------------------------- reading sources
 
 
-def _embedded(name: str):
+@dataclass(frozen=True)
+class Source:
+    """A data source as read, before labels become classes or targets and before the split."""
+
+    kind: str  # "image" | "tabular"
+    x: np.ndarray | ImageFiles | _Table  # every example's inputs
+    labels: np.ndarray  # as read: class indices, label strings or numbers
+    class_names: list[str]  # when labels are class indices; else [] (the labels name them)
+    feature_names: list[str]  # a table's columns; [] for images
+    ids: np.ndarray  # where each example came from: file path, CSV line or row number
+
+
+def _read(d: DataConfig, exclude: frozenset[str] = frozenset()) -> Source:
+    """Reads data.source; `exclude`: image files inspect reported as unreadable, left out."""
+    where, _, name = resolve_source(d.source, d.path_column).partition(":")
+    if where == "embedded":
+        return _embedded(name)
+    if where == "folder":
+        paths, labels = list_image_folder(Path(name))
+        return _image_files(paths, labels, d.image_size, exclude)
+    if where == "image_csv":
+        paths, labels = list_image_csv(Path(name), d.path_column, d.label_column)
+        return _image_files(paths, labels, d.image_size, exclude)
+    return _csv(Path(name), d.label_column)
+
+
+def _embedded(name: str) -> Source:
     from sklearn import datasets
 
     if name == "digits":
         bunch = datasets.load_digits()
-        x = bunch.images.astype(np.float32)[..., None]  # (n, 8, 8, 1), values 0..16
-        return "image", x, bunch.target, [str(c) for c in bunch.target_names], []
+        return Source(
+            kind="image",
+            x=bunch.images.astype(np.float32)[..., None],  # (n, 8, 8, 1), values 0..16
+            labels=bunch.target,
+            class_names=[str(c) for c in bunch.target_names],
+            feature_names=[],
+            ids=_row_numbers(len(bunch.target)),
+        )
     if name == "breast_cancer":
         bunch = datasets.load_breast_cancer()
-        return (
-            "tabular",
-            bunch.data,
-            bunch.target,
-            list(bunch.target_names),
-            list(bunch.feature_names),
+        return Source(
+            kind="tabular",
+            x=bunch.data,
+            labels=bunch.target,
+            class_names=list(bunch.target_names),
+            feature_names=list(bunch.feature_names),
+            ids=_row_numbers(len(bunch.target)),
         )
     bunch = datasets.load_diabetes(scaled=False)
-    return "tabular", bunch.data, bunch.target.astype(np.float32), [], list(bunch.feature_names)
+    return Source(
+        kind="tabular",
+        x=bunch.data,
+        labels=bunch.target.astype(np.float32),
+        class_names=[],
+        feature_names=list(bunch.feature_names),
+        ids=_row_numbers(len(bunch.target)),
+    )
+
+
+def _row_numbers(count: int) -> np.ndarray:
+    return np.array([str(i) for i in range(count)])
 
 
 def list_image_folder(folder: Path) -> tuple[list[Path], list[str]]:
@@ -259,13 +303,13 @@ def image_channels(paths: list[Path]) -> int:
     return 1
 
 
-def _image_files(paths: list[Path], labels: list[str], size, exclude=frozenset()):
+def _image_files(paths: list[Path], labels: list[str], size, exclude=frozenset()) -> Source:
     if exclude:  # files inspect already reported as unreadable
         keep = [i for i, p in enumerate(paths) if str(p) not in exclude]
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     names = np.array([str(p) for p in paths])
     x = ImageFiles(names, tuple(size), image_channels(paths))
-    return "image", x, np.array(labels), None, [], names
+    return Source("image", x, np.array(labels), class_names=[], feature_names=[], ids=names)
 
 
 def _csv_rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
@@ -372,7 +416,7 @@ def _room(numbers: np.ndarray, count: int, cells: list[tuple[str, ...]], size: i
     return grown
 
 
-def _csv(path: Path, label_column: str):
+def _csv(path: Path, label_column: str) -> Source:
     header, rows = _csv_rows(path)
     if label_column not in header:
         collections.deque(rows, maxlen=0)  # a ragged row is reported first
@@ -429,20 +473,20 @@ def _csv(path: Path, label_column: str):
     )
     names = [header[i] for i in features]
     ids = np.arange(2, count + 2).astype(f"<U{len(str(count + 1))}")
-    return "tabular", table, labels, None, names, ids
+    return Source("tabular", table, labels, class_names=[], feature_names=names, ids=ids)
 
 
 # ---------------------------------------------------------------- labels and splits
 
 
-def _labels_to_task(raw: np.ndarray, forced: str, class_names):
+def _labels_to_task(raw: np.ndarray, forced: str, class_names: list[str]):
     """Returns (task, y, class_names): classes as indices, or float targets."""
     text = [str(v) for v in raw]
     numeric = all(_is_number(v) for v in text)
     values = np.array([float(v) for v in text]) if numeric else None
     task = forced
     if task == "auto":
-        if class_names is not None and len(class_names):
+        if len(class_names):
             task = "classification"
         elif (
             numeric
@@ -457,7 +501,7 @@ def _labels_to_task(raw: np.ndarray, forced: str, class_names):
             bad = next(v for v in text if not _is_number(v))
             raise UsageError(f"data.task=regression needs numeric labels; found {bad!r}")
         return task, values.astype(np.float32), []
-    if class_names is not None and len(class_names):
+    if len(class_names):
         return task, np.asarray(raw, dtype=np.int32), list(class_names)
     # Sort numerically when the labels are numbers so class 10 comes after class 9.
     unique = sorted(set(text), key=(lambda v: float(v)) if numeric else str)
@@ -574,26 +618,8 @@ def load(
     study the rest of the data.
     """
     d = config.data
-    where, _, name = resolve_source(d.source, d.path_column).partition(":")
-    ids = None
-    if where == "embedded":
-        kind, x, raw_y, class_names, features = _embedded(name)
-    elif where == "folder":
-        paths, labels = list_image_folder(Path(name))
-        kind, x, raw_y, class_names, features, ids = _image_files(
-            paths, labels, d.image_size, exclude
-        )
-    elif where == "image_csv":
-        paths, labels = list_image_csv(Path(name), d.path_column, d.label_column)
-        kind, x, raw_y, class_names, features, ids = _image_files(
-            paths, labels, d.image_size, exclude
-        )
-    else:
-        kind, x, raw_y, class_names, features, ids = _csv(Path(name), d.label_column)
-    if ids is None:
-        ids = np.array([str(i) for i in range(len(x))])
-
-    task, y, class_names = _labels_to_task(raw_y, d.task, class_names)
+    source = _read(d, exclude)
+    task, y, class_names = _labels_to_task(source.labels, d.task, source.class_names)
     if task == "classification":
         _check_classes(y, class_names)
     if len(y) < 10:
@@ -602,8 +628,9 @@ def load(
         )
 
     split_seed = config.seed if d.split_seed is None else d.split_seed
-    every = Split(x, y, ids)
-    del x  # `every` holds the inputs from here, so a table is freed once it is split
+    every = Split(source.x, y, source.ids)
+    kind, features = source.kind, source.feature_names
+    del source  # `every` holds the inputs from here, so a table is freed once it is split
     if 0 < d.max_examples < len(y):
         stratify = y if task == "classification" else None
         keep, _ = train_test_split(

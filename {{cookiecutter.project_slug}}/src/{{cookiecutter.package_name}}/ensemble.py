@@ -8,7 +8,6 @@ resumes, a finished member is reused, and raising ensemble.members trains only t
 from __future__ import annotations
 
 import copy
-import json
 import logging
 
 import numpy as np
@@ -17,10 +16,10 @@ from . import config as config_lib
 from . import runs
 from .config import Config
 from .data import Data, load
-from .errors import UsageError
-from .evaluate import predict_split, score
+from .evaluate import load_trained, predict_split, score
 from .pictures import ensemble_figure
-from .train import RESUMABLE_CHANGES, load_trained, train
+from .tables import markdown_table
+from .train import train
 
 
 def member_config(config: Config, index: int) -> Config:
@@ -43,14 +42,12 @@ def train_members(config: Config, command: str) -> int:
         member = member_config(config, index)
         done = f"member {index + 1}/{config.ensemble.members} (seed {member.seed})"
         if (member.run_dir / "model.keras").is_file():
-            saved = member.run_dir / "config.yaml"
-            allowed = (*RESUMABLE_CHANGES, "ensemble.members")  # growing is fine
-            changed = config_lib.changed_keys(saved, member, allowed)
-            if changed:
-                raise UsageError(
-                    f"{member.run_dir} was trained with a different config ({', '.join(changed)}); "
-                    "choose another run.name for a different ensemble"
-                )
+            config_lib.refuse_changes(
+                member.run_dir / "config.yaml",
+                member,
+                "reuse",
+                "choose another run.name for a different ensemble",
+            )
             print(f"{done}: trained already in {member.run_dir}")
             continue
         print(f"\n== {done} -> {member.run_dir}", flush=True)
@@ -89,8 +86,8 @@ def ensemble(config: Config, command: str = "") -> int:
         "gain_over_best_member": scores["ensemble"][key] - max(members[key]),
     }
     run_dir = config.run_dir
-    runs.write_text(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
-    table = markdown_table(scores, data)
+    runs.write_json(run_dir / "ensemble.json", report)
+    table = score_table(scores, data)
     runs.write_text(
         run_dir / "ensemble.md",
         f"# Ensemble of {len(names)} on {data.source} ({report['test_examples']} test examples)"
@@ -109,11 +106,11 @@ def ensemble(config: Config, command: str = "") -> int:
     return 0
 
 
-def markdown_table(scores: dict, data: Data) -> str:
+def score_table(scores: dict, data: Data) -> str:
     classification = data.task == "classification"
-    keys = ("loss", "accuracy", "balanced_accuracy") if classification else ("loss", "r2", "mae")
-    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, values in scores.items():
-        shown = f"**{name}**" if name == "ensemble" else name
-        lines.append(f"| {shown} | " + " | ".join(f"{values[k]:.4f}" for k in keys) + " |")
-    return "\n".join(lines)
+    keys = ["loss", "accuracy", "balanced_accuracy"] if classification else ["loss", "r2", "mae"]
+    rows = [
+        {"model": f"**{name}**" if name == "ensemble" else name, **{k: values[k] for k in keys}}
+        for name, values in scores.items()
+    ]
+    return markdown_table(rows, ["model", *keys])

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from importlib import metadata
@@ -82,5 +81,5 @@ def write_environment(run_dir: Path, folder: Path | None = None) -> Path:
     whose git commit is recorded."""
     about = describe_environment(folder or Path(__file__).resolve().parent)
     path = run_dir / "environment.json"
-    runs.write_text(path, json.dumps(about, indent=2) + "\n")
+    runs.write_json(path, about)
     return path

@@ -13,13 +13,16 @@ import math
 import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 from sklearn import dummy, linear_model, metrics
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import OneHotEncoder
 
+from . import config as config_lib
 from . import pictures, runs
-from .data import Data, ImageFiles, Split, scale_targets
+from .config import Config
+from .data import Data, ImageFiles, Split, load, scale_targets
 from .errors import UsageError
 from .images import broken_file_message, decoded_chunks
 from .models import predict_outputs
@@ -413,7 +416,7 @@ def decision_threshold(data: Data, val_outputs: np.ndarray, outputs: np.ndarray)
 
 def write_metrics(report: dict, run_dir: Path) -> Path:
     path = run_dir / "metrics.json"
-    runs.write_text(path, json.dumps(report, indent=2) + "\n")
+    runs.write_json(path, report)
     return path
 
 
@@ -431,3 +434,33 @@ def headline(report: dict) -> str:
             line += f"  ece {report[name]['ece']:.4f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def load_trained(run_dir: Path) -> keras.Model:
+    try:
+        return keras.saving.load_model(run_dir / "model.keras")
+    except Exception as err:  # a user's model: say why in one line instead of a traceback
+        raise UsageError(
+            f"cannot load {run_dir / 'model.keras'} ({err.__class__.__name__}: {err}); a custom "
+            "layer needs @keras.saving.register_keras_serializable()"
+        ) from None
+
+
+def evaluate(config: Config) -> int:
+    """Re-scores a finished run's model.keras with the run's own saved config."""
+    run_dir = config.run_dir
+    if not (run_dir / "model.keras").is_file():
+        raise UsageError(f"{run_dir} has no model.keras; train first (make train) or set run.name")
+    saved = config_lib.build_config([run_dir / "config.yaml"])
+    data = load(saved)
+    model = load_trained(run_dir)
+    report = evaluate_run(model, data, run_dir)
+    previous = run_dir / "metrics.json"
+    if previous.is_file():  # keep what training recorded (epochs, time, loss at init)
+        try:
+            report = {**json.loads(previous.read_text()), **report}
+        except ValueError:  # damaged (written by a version that wrote it in place)
+            print(f"{previous} is damaged: rewriting it from this evaluation alone")
+    write_metrics(report, run_dir)
+    print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
+    return 0

@@ -16,9 +16,8 @@ from . import config as config_lib
 from . import runs
 from .callbacks import read_history
 from .config import Config
-from .errors import UsageError
 from .pictures import learning_curve_figure
-from .train import RESUMABLE_CHANGES, train
+from .train import train
 
 FRACTIONS = (0.25, 0.5, 1.0)
 # From half the data to all of it, the best validation loss falling by more than this share
@@ -95,14 +94,12 @@ def learning_curve(config: Config, command: str = "") -> int:
         point = point_config(config, fraction)
         label = f"{fraction:.0%} of the training split"
         if (point.run_dir / "model.keras").is_file():
-            changed = config_lib.changed_keys(
-                point.run_dir / "config.yaml", point, RESUMABLE_CHANGES
+            config_lib.refuse_changes(
+                point.run_dir / "config.yaml",
+                point,
+                "reuse",
+                "choose another run.name for a different curve",
             )
-            if changed:
-                raise UsageError(
-                    f"{point.run_dir} was trained with a different config ({', '.join(changed)});"
-                    " choose another run.name for a different curve"
-                )
             print(f"{label}: trained already in {point.run_dir}")
         else:
             print(f"\n== {label} -> {point.run_dir}", flush=True)
@@ -114,7 +111,7 @@ def learning_curve(config: Config, command: str = "") -> int:
     verdict, advice = judge(points)
     run_dir = config.run_dir
     report = {"points": points, "verdict": verdict, "advice": advice}
-    runs.write_text(run_dir / "learning_curve.json", json.dumps(report, indent=2) + "\n")
+    runs.write_json(run_dir / "learning_curve.json", report)
     learning_curve_figure(points, run_dir / "learning_curve.png", f"{run_dir.name}: {advice}")
     metric = next(key for key in points[0] if key.startswith("test_") and key != "test_loss")
     print("\nfraction  examples  best epoch  train loss  val loss  " + metric)

@@ -532,9 +532,14 @@ def predict_outputs(model: keras.Model, data: Data, inputs, batch_size: int = 25
     return outputs_from_logits(logits, data.task, data.target_mean, data.target_std)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from a batch of logits, row by row, in float64 so that they sum to one
+    for the metrics that check it."""
+    shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def outputs_from_logits(logits: np.ndarray, task: str, target_mean: float, target_std: float):
     if task == "classification":
-        # Softmax in float64 so the probabilities sum to one for the metrics that check it.
-        shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return softmax(logits)
     return logits[:, 0] * target_std + target_mean

@@ -20,9 +20,9 @@ import numpy as np
 from .config import Config
 from .data import IMAGE_SUFFIXES, ImageFiles, read_csv
 from .errors import UsageError
+from .evaluate import load_trained
 from .images import decoded_chunks
 from .models import outputs_from_logits
-from .train import load_trained
 
 BATCH = 256
 

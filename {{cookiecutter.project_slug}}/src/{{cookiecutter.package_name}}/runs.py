@@ -179,6 +179,17 @@ def write_text(path: Path, text: str) -> None:
     write_whole(path, lambda partial: partial.write_text(text))
 
 
+def write_json(path: Path, value) -> None:
+    """The one way a run's JSON files are written: whole, indented, NumPy numbers as plain
+    numbers and anything else JSON lacks (paths, dates) as text."""
+    text = json.dumps(value, indent=2, default=_plain) + "\n"
+    write_text(path, text)
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def append_line(path: Path, line: str) -> None:
     """Appends one line in a single write. A write cut short (a full disk) is taken back, so
     the file ends on whole lines; a reader drops a last line without its newline (a power

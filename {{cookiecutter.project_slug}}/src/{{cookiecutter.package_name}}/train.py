@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import math
 import shutil
 import sys
@@ -53,22 +52,6 @@ from .seeding import seed_everything
 LAST = "checkpoints/last.keras"
 LAST_SEEDS = "checkpoints/last_seed_states.npy"
 
-# Keys that may change when a killed run is resumed or a finished one continued: how long
-# and where it runs. Any other change means a different experiment, so another run.name.
-RESUMABLE_CHANGES = (
-    "train.epochs",
-    "train.patience",
-    "train.strategy",
-    "train.jit_compile",
-    "train.steps_per_execution",
-    "check.before_train",
-    "run.overwrite",
-    "run.extend",
-)
-# A finished run continued may also lower its rate: "constant, then a short drop at the end"
-# (R3.4, U8); the optimizer's state and everything else stay.
-EXTEND_CHANGES = ("optimizer.learning_rate",)
-
 
 def epochs_done(run_dir: Path) -> int:
     return max((int(row["epoch"]) for row in read_history(run_dir / "history.csv")), default=0)
@@ -112,17 +95,6 @@ def backup_to_resume(run_dir: Path, state: str) -> tuple[str, runs.Generation | 
     return "resume", generation
 
 
-def _refuse_changes(config: Config, what: str, allowed: tuple[str, ...] = RESUMABLE_CHANGES):
-    saved = config.run_dir / "config.yaml"
-    if saved.is_file():
-        changed = config_lib.changed_keys(saved, config, allowed)
-        if changed:
-            raise UsageError(
-                f"run {config.run_dir} was trained with a different config ({', '.join(changed)});"
-                f" {what} it unchanged or choose another run.name"
-            )
-
-
 def run_state(config: Config) -> str:
     """'fresh', 'resume' (a killed run's backup is there), 'extend' (run.extend=true on a
     finished run) or 'replace' (run.overwrite=true).
@@ -133,13 +105,24 @@ def run_state(config: Config) -> str:
     """
     run_dir = config.run_dir
     if (run_dir / "backup").exists():
-        _refuse_changes(config, "resume")
+        config_lib.refuse_changes(
+            run_dir / "config.yaml",
+            config,
+            "resume",
+            "resume it unchanged or choose another run.name",
+        )
         return "resume"
     finished = (run_dir / "model.keras").exists()
     if config.run.extend:
         if not finished:
             raise UsageError(f"run.extend=true but {run_dir} holds no finished run to continue")
-        _refuse_changes(config, "continue", (*RESUMABLE_CHANGES, *EXTEND_CHANGES))
+        config_lib.refuse_changes(
+            run_dir / "config.yaml",
+            config,
+            "continue",
+            "continue it with only train.epochs and optimizer.learning_rate changed, "
+            "or choose another run.name",
+        )
         done = epochs_done(run_dir)
         if config.train.epochs <= done:
             raise UsageError(
@@ -275,7 +258,7 @@ def train(config: Config, command: str) -> int:
             model.optimizer.build(model.trainable_variables)
             _load(model, run_dir / LAST, "retrain it (run.overwrite=true, without run.extend)")
             load_seed_states(model, run_dir / LAST_SEEDS)
-            # The file held the old rate; a lower one is the final drop (EXTEND_CHANGES).
+            # The file held the old rate; a lower one is the final drop (config.MAY_CHANGE).
             if config.optimizer.schedule == "constant" and not fine_tuning:
                 model.optimizer.learning_rate = config.optimizer.learning_rate
         if backup is not None:  # weights, optimizer state and seeds of the epoch backed up
@@ -430,7 +413,7 @@ def write_data_description(data: Data, config: Config, run_dir: Path) -> Path:
         "fill": [float(v) for v in data.mean] if data.kind == "tabular" else [],
     }
     path = run_dir / "data.json"
-    runs.write_text(path, json.dumps(description, indent=2) + "\n")
+    runs.write_json(path, description)
     return path
 
 
@@ -463,33 +446,3 @@ def stopped(stop: runs.Stopped, callbacks: list, cut: bool = False) -> int:
         file=sys.stderr,
     )
     return stop.status
-
-
-def load_trained(run_dir: Path) -> keras.Model:
-    try:
-        return keras.saving.load_model(run_dir / "model.keras")
-    except Exception as err:  # a user's model: say why in one line instead of a traceback
-        raise UsageError(
-            f"cannot load {run_dir / 'model.keras'} ({err.__class__.__name__}: {err}); a custom "
-            "layer needs @keras.saving.register_keras_serializable()"
-        ) from None
-
-
-def evaluate(config: Config) -> int:
-    """Re-scores a finished run's model.keras with the run's own saved config."""
-    run_dir = config.run_dir
-    if not (run_dir / "model.keras").is_file():
-        raise UsageError(f"{run_dir} has no model.keras; train first (make train) or set run.name")
-    saved = config_lib.build_config([run_dir / "config.yaml"])
-    data = load(saved)
-    model = load_trained(run_dir)
-    report = evaluate_run(model, data, run_dir)
-    previous = run_dir / "metrics.json"
-    if previous.is_file():  # keep what training recorded (epochs, time, loss at init)
-        try:
-            report = {**json.loads(previous.read_text()), **report}
-        except ValueError:  # damaged (written by a version that wrote it in place)
-            print(f"{previous} is damaged: rewriting it from this evaluation alone")
-    write_metrics(report, run_dir)
-    print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
-    return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 import sys
@@ -31,6 +30,7 @@ from .devices import make_strategy, set_precision
 from .errors import UsageError
 from .pipeline import make_dataset, steps_per_epoch
 from .seeding import seed_everything
+from .tables import markdown_table
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,6 @@ USED_BY = {
 OBJECTIVES = {"val_loss": "min", "val_accuracy": "max", "val_mae": "min"}
 EDGE_FRACTION = 0.1  # a best value this close to an edge (share of the range) says "widen it"
 MAX_CONSECUTIVE_FAILURES = 3  # a broken setup stops the search instead of failing every trial
-RESUMABLE_CHANGES = ("tune.max_trials", "tune.epochs", "run.overwrite")
 
 
 def search_space(config: Config, data: Data, space=None) -> dict[str, Range | Choice]:
@@ -207,12 +206,7 @@ def write_tables(rows: list[dict], run_dir: Path) -> None:
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     runs.write_text(run_dir / "trials.csv", table.getvalue())
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    for row in rows:
-        cells = ["" if row[c] is None else _short(row[c]) for c in columns]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    runs.write_text(run_dir / "trials.md", "\n".join(lines) + "\n")
+    runs.write_text(run_dir / "trials.md", markdown_table(rows, list(rows[0])) + "\n")
 
 
 def edge_warnings(best: dict, space: dict[str, Range | Choice]) -> list[str]:
@@ -311,13 +305,13 @@ def _check_resume(config: Config, run_dir: Path) -> None:
     saved = run_dir / "tune_config.yaml"
     if not (run_dir / "tuner").exists() or not saved.is_file():
         return
-    changed = config_lib.changed_keys(saved, config, RESUMABLE_CHANGES)
-    if changed:
-        raise UsageError(
-            f"the search in {run_dir} was started with a different config ({', '.join(changed)});"
-            " resume it unchanged (only tune.max_trials and tune.epochs may change) "
-            "or choose another run.name"
-        )
+    config_lib.refuse_changes(
+        saved,
+        config,
+        "search",
+        "resume it unchanged (only tune.max_trials and tune.epochs may change) "
+        "or choose another run.name",
+    )
 
 
 def make_tuner(config: Config, data: Data, space=None) -> RecipeSearch:
@@ -416,7 +410,7 @@ def report(config: Config, data: Data, tuner, space: dict, seconds: float) -> in
         "space": {key: dataclasses.asdict(spec) for key, spec in space.items()},
     }
     if not done:
-        runs.write_text(run_dir / "tuning.json", json.dumps(summary, indent=2) + "\n")
+        runs.write_json(run_dir / "tuning.json", summary)
         print(f"error: no trial finished; see {run_dir / 'trials.md'}", file=sys.stderr)
         return 1
     pick = min if OBJECTIVES[objective] == "min" else max
@@ -436,7 +430,7 @@ def report(config: Config, data: Data, tuner, space: dict, seconds: float) -> in
         best=nested,
         warnings=warnings,
     )
-    runs.write_text(run_dir / "tuning.json", json.dumps(summary, indent=2, default=str) + "\n")
+    runs.write_json(run_dir / "tuning.json", summary)
     print(
         f"\nsearch: {len(done)} finished, {len(failed)} failed, {seconds:.0f} s\n"
         f"best: trial {best_row['trial']} {objective}={best_row['objective']:.4f} "

@@ -14,7 +14,6 @@ explains each check, its threshold and what to try.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from pathlib import Path
@@ -105,7 +104,7 @@ def run_checks(setup: Setup, checks) -> list[Result]:
 def write_results(results: list[Result], run_dir: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "checks.json"
-    runs.write_text(path, json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n")
+    runs.write_json(path, [dataclasses.asdict(r) for r in results])
     return path
 
 

@@ -223,11 +223,6 @@ def _build_trainer(setup: Setup) -> Trainer:
     return Trainer(model, optimizer, step, initial, setup.config.optimizer.learning_rate)
 
 
-def softmax_rows(outputs: np.ndarray) -> np.ndarray:
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def probabilities_like(outputs: np.ndarray) -> bool:
     """Every row in [0, 1] and summing to 1: softmax was applied already."""
     in_range = outputs.shape[1] > 1 and outputs.min() >= 0 and outputs.max() <= 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .. import pictures
+from .. import models, pictures
 from ..data import unscale_targets
 from .common import (
     BRIEF_STEPS,
@@ -16,7 +16,6 @@ from .common import (
     PICTURE_EXAMPLES,
     Setup,
     snapshot,
-    softmax_rows,
     training_pipeline,
 )
 
@@ -124,7 +123,7 @@ def draw_overfit(setup: Setup, run: dict, shape: str) -> Path:
         if data.kind == "image":
             images = pictures.to_uint8(data.train.x[run["chosen"]], data.value_range)
         panel = pictures.classification_panel(
-            softmax_rows(outputs), run["y"], data.class_names, "label -> prediction", images
+            models.softmax(outputs), run["y"], data.class_names, "label -> prediction", images
         )
         right.imshow(panel.convert("RGB"))
         right.axis("off")

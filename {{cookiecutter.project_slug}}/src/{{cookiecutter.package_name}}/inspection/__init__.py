@@ -6,31 +6,99 @@ shared between splits, unreadable or odd files, missing and infinite values, cla
 balance or the target's distribution, per-feature scale, outliers and heavy tails,
 single features that predict the label (a leak), and pictures of the examples.
 
-Every finding has a stable snake_case name (docs/inspect.md says what each one
-measures and what to do), a severity (error | warning | info) and a detail that
-names the culprit. Any error makes the command exit with status 1.
+Every finding is a small function named after the finding it reports (docs/inspect.md
+says what each one measures and what to do) that returns its Findings, [] when there is
+nothing to say; each Finding has a severity (error | warning | info) and a detail that
+names the culprit. FILE_FINDINGS look at the files before loading (`Files`), DATA_FINDINGS
+at the loaded data (`Look`); what several of them share is computed once (`shared`).
+`files.py` holds the findings about files, `splits.py` those about duplicates and
+balance, `features.py` those about the inputs, `report.py` the pictures, report.md and
+the notes on what was sampled. Any error makes the command exit with status 1.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
-
-import numpy as np
 
 from .. import runs
 from ..config import Config
-from ..data import list_image_csv, list_image_folder, load, resolve_source
 from ..errors import UsageError
-from .common import PICTURES, SEVERITIES, Finding, Namer, plural, replace_non_finite, splits_of
-from .features import feature_findings, image_findings, leak_findings
-from .files import image_file_findings, scan_csv, scan_images
-from .report import image_pictures, sample_index, table_pictures, write_report
-from .splits import balance_findings, content_keys, duplicate_findings
+from .common import (
+    PICTURES,
+    SEVERITIES,
+    DataFinding,
+    FileFinding,
+    Finding,
+    Look,
+    look_at,
+    plural,
+    splits_of,
+)
+from .features import (
+    constant_feature,
+    constant_image,
+    feature_outliers,
+    feature_table,
+    heavy_tailed_feature,
+    image_outliers,
+    image_summary,
+    leak_probe,
+    leak_probe_skipped,
+    needs_normalization,
+    target_leak,
+)
+from .files import (
+    corrupt_file,
+    infinite_values,
+    missing_values,
+    mixed_type_column,
+    read_files,
+    unexpected_channels,
+    unexpected_image_size,
+)
+from .report import draw_pictures, plot_capped, sampled, sampled_images, write_report
+from .splits import (
+    balance_table,
+    class_imbalance,
+    conflicting_labels,
+    duplicate_across_splits,
+    duplicate_summary,
+    duplicate_within_split,
+    target_skew,
+)
+
+# In the order their lines appear within a severity (errors, then warnings, then notes).
+FILE_FINDINGS: tuple[FileFinding, ...] = (
+    corrupt_file,
+    unexpected_image_size,
+    unexpected_channels,
+    missing_values,
+    infinite_values,
+    mixed_type_column,
+)
+DATA_FINDINGS: tuple[DataFinding, ...] = (
+    sampled_images,
+    duplicate_across_splits,
+    duplicate_within_split,
+    conflicting_labels,
+    class_imbalance,
+    target_skew,
+    constant_image,
+    image_outliers,
+    constant_feature,
+    feature_outliers,
+    heavy_tailed_feature,
+    needs_normalization,
+    leak_probe_skipped,
+    target_leak,
+    plot_capped,
+    sampled,
+)
+ALL_FINDINGS = FILE_FINDINGS + DATA_FINDINGS
 
 
 def inspect(config: Config) -> int:
@@ -40,120 +108,25 @@ def inspect(config: Config) -> int:
     UsageError raised before anything is written.
     """
     started = time.perf_counter()
-    d = config.data
-    where, _, location = resolve_source(d.source, d.path_column).partition(":")
-    findings: list[Finding] = []
-    scan = None
-    if where in ("folder", "image_csv"):
-        if where == "folder":
-            paths, _ = list_image_folder(Path(location))
-        else:
-            paths, _ = list_image_csv(Path(location), d.path_column, d.label_column)
-        scan = scan_images(paths)
-        findings += image_file_findings(scan)
-    elif where == "csv":
-        findings += scan_csv(Path(location), d.label_column, d.missing)
-
-    # Load what can be loaded: unreadable files left out, missing cells filled, infinities kept;
-    # each of those was reported above, and the rest of the data still deserves a look.
-    load_config = copy.deepcopy(config)
-    load_config.data.missing = "mean"
-    exclude = frozenset(path for path, _ in scan.broken) if scan else frozenset()
+    files = read_files(config)
+    findings = run_findings(FILE_FINDINGS, files)
     try:
-        # Infinities make load's own statistics NaN; inspect does not use them.
-        with np.errstate(invalid="ignore", over="ignore"):
-            data = load(load_config, exclude=exclude, finite_only=False)
+        look = look_at(config, files)
     except UsageError:
         for finding in findings:  # what the files showed still helps explain why loading failed
             print(finding.line())
         raise
-    # Image files: the pictures and the pixel statistics study a decoded sample of each split;
-    # the files, duplicates and balance above and below cover every file.
-    pictured, pictures_sampled = data, False
-    if data.streamed:
-        pictured, pictures_sampled = data.in_memory(config.check.sample, config.seed)
-    else:
-        replace_non_finite(data)
-    name = Namer("folder" if where == "image_csv" else where)
-
-    rng = np.random.default_rng(config.seed)
-    limit = config.check.sample
-    total = sum(len(split.y) for split in splits_of(data).values())
-    train_sample = sample_index(len(data.train.y), limit, rng)
-    val_sample = sample_index(len(data.val.y), limit, rng)
-    sampled = total > limit
-    if data.streamed and pictures_sampled:
-        findings.append(
-            Finding(
-                "sampled_images",
-                "info",
-                f"the image statistics, outliers and pictures used a decoded sample of at most "
-                f"{limit} images per split (check.sample); files, duplicates and balance cover "
-                f"all {total}",
-            )
-        )
-
-    result: dict = {
-        "source": d.source,
-        "kind": data.kind,
-        "task": data.task,
-        "examples": total,
-        "splits": {s: len(split.y) for s, split in splits_of(data).items()},
-    }
-    more, result["duplicates"] = duplicate_findings(data, content_keys(data, scan), name)
-    findings += more
-    more, balance = balance_findings(data)
-    findings += more
-    result.update(balance)
-    if data.kind == "image":
-        more, image_stats = image_findings(pictured, name)
-        findings += more
-        findings.append(
-            Finding(
-                "leak_probe_skipped",
-                "info",
-                "the single-feature leak probe is skipped for images (one pixel "
-                "is not a column to drop); duplicate_across_splits is the leak to watch here",
-            )
-        )
-    else:
-        more, result["features"] = feature_findings(data, name)
-        findings += more
-        more, result["leak_probe"] = leak_findings(data, train_sample, val_sample)
-        findings += more
+    findings += run_findings(DATA_FINDINGS, look)
+    findings.sort(key=lambda f: SEVERITIES.index(f.severity))
 
     # Only now, with the data read, does the run folder appear.
     folder = config.run_dir / "inspect"
     folder.mkdir(parents=True, exist_ok=True)
     for picture in PICTURES:
         (folder / picture).unlink(missing_ok=True)
-    if data.kind == "image":
-        result["pictures"], notes = image_pictures(pictured, folder, image_stats, rng)
-        image_stats.pop("brightness_order")
-        result["image_stats"] = image_stats
-    else:
-        result["pictures"], notes = table_pictures(data, folder, result["features"], train_sample)
-    findings += [Finding("plot_capped", "info", note) for note in notes]
-    if sampled and not data.streamed:  # image files: sampled_images says it
-        findings.append(
-            Finding(
-                "sampled",
-                "info",
-                f"the leak probe and the plots used at most {limit} examples per split "
-                f"of {total} (check.sample); duplicates, outliers and files were checked on "
-                "all of them",
-            )
-        )
+    pictures = draw_pictures(look, folder)
 
-    findings.sort(key=lambda f: SEVERITIES.index(f.severity))
-    result = {
-        "findings": [asdict(f) for f in findings],
-        "sampled": sampled,
-        "sample_size": limit,
-        **result,
-    }
-    if scan is not None:
-        result["corrupt_files"] = [{"path": p, "reason": r} for p, r in scan.broken]
+    result = summary(look, findings, pictures)
     result["seconds"] = round(time.perf_counter() - started, 2)
     write_report(folder / "report.md", result)
     text = json.dumps(result, indent=2, default=float) + "\n"
@@ -168,3 +141,44 @@ def inspect(config: Config) -> int:
         f"{folder / 'report.md'}"
     )
     return 1 if counts["error"] else 0
+
+
+def run_findings(functions: Sequence, subject) -> list[Finding]:
+    """Each function's findings, in the registry's order; each is named after its function."""
+    findings = []
+    for function in functions:
+        for finding in function(subject):
+            if finding.name != function.__name__:
+                raise ValueError(
+                    f"{function.__name__} returned a finding named {finding.name!r}; a finding "
+                    "function is named after the finding it reports"
+                )
+            findings.append(finding)
+    return findings
+
+
+def summary(look: Look, findings: list[Finding], pictures: list[str]) -> dict:
+    """inspect.json without the seconds: the findings, then the tables report.md shows."""
+    data = look.data
+    result = {
+        "findings": [asdict(f) for f in findings],
+        "sampled": look.sampled,
+        "sample_size": look.config.check.sample,
+        "source": look.config.data.source,
+        "kind": data.kind,
+        "task": data.task,
+        "examples": look.total,
+        "splits": {s: len(split.y) for s, split in splits_of(data).items()},
+        "duplicates": duplicate_summary(look),
+        **balance_table(look),
+    }
+    if data.kind == "image":
+        result["pictures"] = pictures
+        result["image_stats"] = image_summary(look)
+    else:
+        result["features"] = feature_table(look)
+        result["leak_probe"] = leak_probe(look).scores
+        result["pictures"] = pictures
+    if look.files.images is not None:
+        result["corrupt_files"] = [{"path": p, "reason": r} for p, r in look.files.images.broken]
+    return result

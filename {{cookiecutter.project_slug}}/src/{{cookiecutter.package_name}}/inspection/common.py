@@ -1,12 +1,17 @@
-"""What every inspection shares: thresholds, the Finding type, naming helpers."""
+"""What every finding shares: thresholds, the Finding type, what the findings look at (Files
+before loading, a Look after), naming helpers."""
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data import Data, Split
+from ..config import Config
+from ..data import Data, Split, load
 
 SPLITS = ("train", "val", "test")
 SEVERITIES = ("error", "warning", "info")
@@ -39,6 +44,8 @@ PICTURES = ("examples.png", "extremes.png", "features.png")
 
 @dataclass
 class Finding:
+    """One thing inspect found, named after the finding function that reports it."""
+
     name: str
     severity: str  # error | warning | info
     detail: str
@@ -55,6 +62,99 @@ class ImageScan:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (height, width)
     modes: dict[str, str] = field(default_factory=dict)  # path -> Pillow mode (L, RGB, RGBA...)
     broken: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+@dataclass
+class CsvCells:
+    """What reading a CSV table's raw cells found (load refuses gaps and infinities)."""
+
+    gaps: dict[str, list[int]] = field(default_factory=dict)  # column -> line numbers
+    infinite: dict[str, list[int]] = field(default_factory=dict)  # column -> line numbers
+    # column -> (its 3 most common text cells with their counts, how many text cells)
+    mixed: dict[str, tuple[list[tuple[str, int]], int]] = field(default_factory=dict)
+
+
+@dataclass
+class Files:
+    """What the findings before loading look at: where the source is and what reading its files
+    found (image files decoded one by one, or a CSV's raw cells)."""
+
+    config: Config
+    where: str  # embedded | folder | image_csv | csv
+    images: ImageScan | None = None
+    cells: CsvCells | None = None
+
+
+@dataclass
+class Look:
+    """What the findings about the loaded data share, as the checks share a Setup: the data with
+    the split training uses, the samples the probes and plots take, and a cache (`shared`)."""
+
+    config: Config
+    files: Files
+    data: Data  # every example; image files stay files; non-finite values replaced by the mean
+    # What the pixel statistics and the pictures study: a decoded sample of image files, else data.
+    pictured: Data
+    pictures_sampled: bool  # pictured holds fewer images than data
+    name: Namer
+    rng: np.random.Generator  # seeded: draws the two samples below, then the pictured examples
+    train_sample: np.ndarray  # the rows the leak probe and the plots use (at most check.sample)
+    val_sample: np.ndarray
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(len(split.y) for split in splits_of(self.data).values())
+
+    @property
+    def sampled(self) -> bool:
+        return self.total > self.config.check.sample
+
+
+FileFinding = Callable[[Files], list[Finding]]
+DataFinding = Callable[[Look], list[Finding]]
+
+
+def look_at(config: Config, files: Files) -> Look:
+    """Loads what can be loaded: unreadable files left out, missing cells filled, infinities
+    replaced by the mean; the file findings report each of those, and the rest of the data still
+    deserves a look. A source that cannot be loaded at all raises load's UsageError."""
+    load_config = copy.deepcopy(config)
+    load_config.data.missing = "mean"
+    exclude = frozenset(path for path, _ in files.images.broken) if files.images else frozenset()
+    # Infinities make load's own statistics NaN; inspect does not use them.
+    with np.errstate(invalid="ignore", over="ignore"):
+        data = load(load_config, exclude=exclude, finite_only=False)
+    # Image files: the pictures and the pixel statistics study a decoded sample of each split;
+    # the files, duplicates and balance cover every file.
+    pictured, pictures_sampled = data, False
+    if data.streamed:
+        pictured, pictures_sampled = data.in_memory(config.check.sample, config.seed)
+    else:
+        replace_non_finite(data)
+    rng = np.random.default_rng(config.seed)
+    train_sample = sample_index(len(data.train.y), config.check.sample, rng)
+    val_sample = sample_index(len(data.val.y), config.check.sample, rng)
+    name = Namer("folder" if files.where == "image_csv" else files.where)
+    return Look(
+        config, files, data, pictured, pictures_sampled, name, rng, train_sample, val_sample
+    )
+
+
+def shared(compute):
+    """Decorates `compute(look)`, read by several findings and the report, to run once per look."""
+
+    @functools.wraps(compute)
+    def once(look: Look):
+        if compute not in look.cache:
+            look.cache[compute] = compute(look)
+        return look.cache[compute]
+
+    return once
+
+
+def sample_index(size: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(size, limit, replace=False)) if size > limit else np.arange(size)
 
 
 def listing(items, limit: int = MAX_NAMED) -> str:

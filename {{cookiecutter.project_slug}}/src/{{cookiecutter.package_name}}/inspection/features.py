@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import Data
 from .common import (
     HEAVY_TAIL_RATIO,
     LEAK_SCORE,
@@ -18,19 +18,45 @@ from .common import (
     TAIL_PERCENTILE,
     UNIT_SCALE,
     Finding,
-    Namer,
+    Look,
     counted,
     feature_names_of,
     listing,
     plural,
+    shared,
     splits_of,
 )
 
+# ---------------------------------------------------------------- table features
 
-def feature_findings(data: Data, name: Namer) -> tuple[list[Finding], list[dict]]:
-    """constant_feature, feature_outliers, heavy_tailed_feature, needs_normalization (R1.5, U7)."""
+
+@dataclass
+class FeatureStatistics:
+    """Per feature of a table: statistics of the training split, and of every split's values
+    their range and outliers (|z| from the training mean and std)."""
+
+    names: list[str]
+    first: np.ndarray  # the first training row (a constant feature's value)
+    mean: np.ndarray
+    std: np.ndarray
+    low_q: np.ndarray  # the TAIL_PERCENTILE-th percentile
+    high_q: np.ndarray  # the (100 - TAIL_PERCENTILE)-th percentile
+    tail: np.ndarray  # the longer tail over the IQR
+    numeric: np.ndarray  # bool: not a category index
+    constant: np.ndarray  # bool
+    scaled: np.ndarray  # bool: numeric and not constant, so z is defined
+    heavy: np.ndarray  # bool
+    low: np.ndarray  # the smallest value in any split
+    high: np.ndarray
+    magnitude: np.ndarray  # the largest |value| in any split
+    outliers: np.ndarray  # values with |z| > OUTLIER_Z
+    worst: list[tuple[str, str, float, float]]  # (split, id, value, |z|) of the largest |z|
+
+
+@shared
+def feature_statistics(look: Look) -> FeatureStatistics:
+    data = look.data
     x = data.train.x.astype(np.float64)
-    names = feature_names_of(data)
     mean, std = x.mean(axis=0), x.std(axis=0)
     low_q, q25, q50, q75, high_q = np.percentile(
         x, [TAIL_PERCENTILE, 25, 50, 75, 100 - TAIL_PERCENTILE], axis=0
@@ -42,134 +68,215 @@ def feature_findings(data: Data, name: Namer) -> tuple[list[Finding], list[dict]
     all_ids = [(s, i) for s, split in splits_of(data).items() for i in split.ids]
     z = np.zeros_like(all_x)
     z[:, scaled] = np.abs(all_x[:, scaled] - mean[scaled]) / std[scaled]
-    outliers = (z > OUTLIER_Z).sum(axis=0)
+    worst = np.argmax(z, axis=0)
     iqr = q75 - q25
     with np.errstate(divide="ignore", invalid="ignore"):
         tail = np.where(iqr > 0, np.maximum(high_q - q50, q50 - low_q) / iqr, 0.0)
     distinct = np.array([len(np.unique(x[:, j])) for j in range(x.shape[1])])
-    heavy = scaled & (distinct >= MIN_DISTINCT_FOR_TAILS) & (tail > HEAVY_TAIL_RATIO)
+    return FeatureStatistics(
+        names=feature_names_of(data),
+        first=x[0].copy(),  # a view would keep all of x alive
+        mean=mean,
+        std=std,
+        low_q=low_q,
+        high_q=high_q,
+        tail=tail,
+        numeric=numeric,
+        constant=constant,
+        scaled=scaled,
+        heavy=scaled & (distinct >= MIN_DISTINCT_FOR_TAILS) & (tail > HEAVY_TAIL_RATIO),
+        low=all_x.min(axis=0),
+        high=all_x.max(axis=0),
+        magnitude=np.abs(all_x).max(axis=0),
+        outliers=(z > OUTLIER_Z).sum(axis=0),
+        worst=[(*all_ids[w], all_x[w, j], z[w, j]) for j, w in enumerate(worst)],
+    )
 
-    table = [
+
+def feature_table(look: Look) -> list[dict]:
+    """inspect.json's "features": one row per feature."""
+    stats = feature_statistics(look)
+    return [
         {
-            "feature": names[j],
-            "kind": "numeric" if numeric[j] else "categorical",
-            "mean": float(mean[j]),
-            "std": float(std[j]),
-            "min": float(all_x[:, j].min()),
-            "max": float(all_x[:, j].max()),
-            "outliers": int(outliers[j]),
-            "tail_ratio": round(float(tail[j]), 2),
-            "constant": bool(constant[j]),
-            "heavy_tailed": bool(heavy[j]),
+            "feature": stats.names[j],
+            "kind": "numeric" if stats.numeric[j] else "categorical",
+            "mean": float(stats.mean[j]),
+            "std": float(stats.std[j]),
+            "min": float(stats.low[j]),
+            "max": float(stats.high[j]),
+            "outliers": int(stats.outliers[j]),
+            "tail_ratio": round(float(stats.tail[j]), 2),
+            "constant": bool(stats.constant[j]),
+            "heavy_tailed": bool(stats.heavy[j]),
         }
-        for j in range(x.shape[1])
+        for j in range(len(stats.names))
     ]
-    findings = []
-    if constant.any():
-        shown = [f"{names[j]!r} (= {x[0, j]:g})" for j in np.flatnonzero(constant)]
-        findings.append(
-            Finding(
-                "constant_feature",
-                "warning",
-                f"{counted(len(shown), 'feature', 'take')} one value in the training split: "
-                f"{listing(shown)}; they carry no signal: drop them (R4.6)",
-            )
-        )
-    if outliers.any():
-        shown = []
-        for j in np.argsort(-outliers)[:MAX_NAMED]:
-            if outliers[j]:
-                worst = int(np.argmax(z[:, j]))
-                shown.append(
-                    f"{names[j]!r}: {outliers[j]} (worst {name(*all_ids[worst])} = "
-                    f"{all_x[worst, j]:.4g}, "
-                    f"z={z[worst, j]:.0f})"
-                )
-        count = int((outliers > 0).sum())
-        findings.append(
-            Finding(
-                "feature_outliers",
-                "warning",
-                f"values beyond {OUTLIER_Z:g} std of the training mean in "
-                f"{plural(count, 'feature')}: "
-                + "; ".join(shown)
-                + ("; ..." if count > MAX_NAMED else "")
-                + "; outliers nearly always expose an entry, unit or parsing bug (R1.5): fix, "
-                + "clip or "
-                + "drop them",
-            )
-        )
-    if heavy.any():
-        shown = []
-        for j in np.flatnonzero(heavy)[np.argsort(-tail[heavy])]:
-            low = float(all_x[:, j].min())
-            remedy = (
-                "log1p(x)" if low >= 0 else f"tanh(x / {max(abs(low_q[j]), abs(high_q[j])):.3g})"
-            )
-            shown.append(f"{names[j]!r} (tail {tail[j]:.1f}x its IQR; try {remedy})")
-        findings.append(
-            Finding(
-                "heavy_tailed_feature",
-                "warning",
-                f"{plural(len(shown), 'feature')} with heavy tails: {listing(shown)}; the "
-                "few huge "
-                "values set the "
-                "std that normalization divides by and squeeze the rest together: squash them "
-                "before "
-                "normalizing (U7)",
-            )
-        )
-    magnitude = np.abs(all_x[:, scaled]).max(axis=0) if scaled.any() else np.zeros(1)
-    if (magnitude > UNIT_SCALE).any() or (std[scaled] < 1 / UNIT_SCALE).any():
-        columns = np.flatnonzero(scaled)
-        widest, narrowest = columns[np.argmax(std[scaled])], columns[np.argmin(std[scaled])]
-        findings.append(
-            Finding(
-                "needs_normalization",
-                "info",
-                f"feature std ranges from {std[narrowest]:.3g} ({names[narrowest]!r}) to "
-                f"{std[widest]:.3g} "
-                f"({names[widest]!r}), values up to {magnitude.max():.4g}; the pipeline "
-                "standardizes every "
-                "feature with the training mean and std, the same way for every split (U6, "
-                "T6): nothing "
-                "to do "
-                "unless you preprocess elsewhere",
-            )
-        )
-    return findings, table
 
 
-def image_findings(data: Data, name: Namer) -> tuple[list[Finding], dict]:
-    """constant_image, image_outliers, needs_normalization for image data (R1.3, R1.5, U6)."""
+def constant_feature(look: Look) -> list[Finding]:
+    """A feature with one value in the training split carries no signal (R1.5, R4.6)."""
+    if look.data.kind == "image":
+        return []
+    stats = feature_statistics(look)
+    if not stats.constant.any():
+        return []
+    shown = [f"{stats.names[j]!r} (= {stats.first[j]:g})" for j in np.flatnonzero(stats.constant)]
+    detail = (
+        f"{counted(len(shown), 'feature', 'take')} one value in the training split: "
+        f"{listing(shown)}; they carry no signal: drop them (R4.6)"
+    )
+    return [Finding("constant_feature", "warning", detail)]
+
+
+def feature_outliers(look: Look) -> list[Finding]:
+    """Values beyond 6 std of the training mean: an entry, unit or parsing bug (R1.5)."""
+    if look.data.kind == "image":
+        return []
+    stats = feature_statistics(look)
+    outliers = stats.outliers
+    if not outliers.any():
+        return []
+    shown = []
+    for j in np.argsort(-outliers)[:MAX_NAMED]:
+        if outliers[j]:
+            split, example, value, z = stats.worst[j]
+            shown.append(
+                f"{stats.names[j]!r}: {outliers[j]} (worst {look.name(split, example)} = "
+                f"{value:.4g}, z={z:.0f})"
+            )
+    count = int((outliers > 0).sum())
+    detail = (
+        f"values beyond {OUTLIER_Z:g} std of the training mean in {plural(count, 'feature')}: "
+        + "; ".join(shown)
+        + ("; ..." if count > MAX_NAMED else "")
+        + "; outliers nearly always expose an entry, unit or parsing bug (R1.5): fix, clip or "
+        "drop them"
+    )
+    return [Finding("feature_outliers", "warning", detail)]
+
+
+def heavy_tailed_feature(look: Look) -> list[Finding]:
+    """A tail over 4 IQRs long sets the std normalization divides by: squash it first (U7)."""
+    if look.data.kind == "image":
+        return []
+    stats = feature_statistics(look)
+    heavy, tail = stats.heavy, stats.tail
+    if not heavy.any():
+        return []
+    shown = []
+    for j in np.flatnonzero(heavy)[np.argsort(-tail[heavy])]:
+        if stats.low[j] >= 0:
+            remedy = "log1p(x)"
+        else:
+            remedy = f"tanh(x / {max(abs(stats.low_q[j]), abs(stats.high_q[j])):.3g})"
+        shown.append(f"{stats.names[j]!r} (tail {tail[j]:.1f}x its IQR; try {remedy})")
+    detail = (
+        f"{plural(len(shown), 'feature')} with heavy tails: {listing(shown)}; the few huge "
+        "values set the std that normalization divides by and squeeze the rest together: "
+        "squash them before normalizing (U7)"
+    )
+    return [Finding("heavy_tailed_feature", "warning", detail)]
+
+
+def needs_normalization(look: Look) -> list[Finding]:
+    """Values beyond 10 or a std below 0.1: the pipeline standardizes them (U6, T6), a note."""
+    if look.data.kind == "image":
+        return _pixel_scale(look)
+    stats = feature_statistics(look)
+    scaled = stats.scaled
+    if not scaled.any():
+        return []
+    magnitude, std = stats.magnitude[scaled], stats.std[scaled]
+    if not ((magnitude > UNIT_SCALE).any() or (std < 1 / UNIT_SCALE).any()):
+        return []
+    columns = np.flatnonzero(scaled)
+    widest, narrowest = columns[np.argmax(std)], columns[np.argmin(std)]
+    names = stats.names
+    detail = (
+        f"feature std ranges from {stats.std[narrowest]:.3g} ({names[narrowest]!r}) to "
+        f"{stats.std[widest]:.3g} ({names[widest]!r}), values up to {magnitude.max():.4g}; the "
+        "pipeline standardizes every feature with the training mean and std, the same way for "
+        "every split (U6, T6): nothing to do unless you preprocess elsewhere"
+    )
+    return [Finding("needs_normalization", "info", detail)]
+
+
+# ---------------------------------------------------------------- images
+
+
+@dataclass
+class ImageStatistics:
+    """Per pictured image (every split, in order) and per channel of the training images."""
+
+    ids: list[tuple[str, str]]  # (split, id)
+    brightness: np.ndarray  # each image's mean value
+    contrast: np.ndarray  # each image's std
+    first: np.ndarray  # each image's first value (a blank image's only one)
+    train_count: int
+    low: float  # the smallest value of any image
+    high: float
+    channel_mean: np.ndarray
+    channel_std: np.ndarray
+
+
+@shared
+def image_statistics(look: Look) -> ImageStatistics:
+    data = look.pictured
     splits = splits_of(data)
-    ids = [(s, i) for s, split in splits.items() for i in split.ids]
     x = np.concatenate([split.x for split in splits.values()])
     flat = x.reshape(len(x), -1)
-    brightness, contrast = flat.mean(axis=1), flat.std(axis=1)
-    train_count = len(data.train.x)
-    findings = []
-    blank = np.flatnonzero(contrast == 0)
-    if len(blank):
-        shown = [f"{name(*ids[i])} (all {flat[i, 0]:g})" for i in blank]
-        findings.append(
-            Finding(
-                "constant_image",
-                "warning",
-                f"{counted(len(blank), 'image', 'hold')} a single value: {listing(shown)}; "
-                "blank frames, "
-                "failed "
-                "captures or masks: drop or fix them",
-            )
-        )
+    channels = data.train.x.reshape(-1, x.shape[-1])
+    return ImageStatistics(
+        ids=[(s, i) for s, split in splits.items() for i in split.ids],
+        brightness=flat.mean(axis=1),
+        contrast=flat.std(axis=1),
+        first=flat[:, 0].copy(),  # a view would keep all of x alive
+        train_count=len(data.train.x),
+        low=float(x.min()),
+        high=float(x.max()),
+        channel_mean=channels.mean(axis=0),
+        channel_std=channels.std(axis=0),
+    )
+
+
+def image_summary(look: Look) -> dict:
+    """inspect.json's "image_stats"."""
+    stats = image_statistics(look)
+    return {
+        "value_range": [stats.low, stats.high],
+        "channel_mean": stats.channel_mean.tolist(),
+        "channel_std": stats.channel_std.tolist(),
+    }
+
+
+def constant_image(look: Look) -> list[Finding]:
+    """An image whose pixels all hold one value: a blank frame, failed capture or mask (R1.3)."""
+    if look.data.kind != "image":
+        return []
+    stats = image_statistics(look)
+    blank = np.flatnonzero(stats.contrast == 0)
+    if not len(blank):
+        return []
+    shown = [f"{look.name(*stats.ids[i])} (all {stats.first[i]:g})" for i in blank]
+    detail = (
+        f"{counted(len(blank), 'image', 'hold')} a single value: {listing(shown)}; blank frames, "
+        "failed captures or masks: drop or fix them"
+    )
+    return [Finding("constant_image", "warning", detail)]
+
+
+def image_outliers(look: Look) -> list[Finding]:
+    """Brightness or contrast beyond 6 robust std of the training images' median (R1.5)."""
+    if look.data.kind != "image":
+        return []
+    stats = image_statistics(look)
+    train = stats.train_count
     scores = {}
-    for label, values in (("brightness", brightness), ("contrast", contrast)):
+    for label, values in (("brightness", stats.brightness), ("contrast", stats.contrast)):
         # Median and MAD: in a small folder one odd training image inflates the std enough to
         # hide itself.
-        center = np.median(values[:train_count])
-        spread = (
-            1.4826 * np.median(np.abs(values[:train_count] - center)) or values[:train_count].std()
-        )
+        center = np.median(values[:train])
+        spread = 1.4826 * np.median(np.abs(values[:train] - center)) or values[:train].std()
         if spread:
             scores[label] = np.abs(values - center) / spread
     odd = []
@@ -179,54 +286,55 @@ def image_findings(data: Data, name: Namer) -> tuple[list[Finding], dict]:
         parts = ", ".join(
             f"{label} z={score[i]:.0f}" for label, score in scores.items() if score[i] > OUTLIER_Z
         )
-        odd.append((max(score[i] for score in scores.values()), f"{name(*ids[i])} ({parts})"))
-    if odd:
-        odd.sort(reverse=True)
-        findings.append(
-            Finding(
-                "image_outliers",
-                "warning",
-                f"{plural(len(odd), 'image')} with a mean (brightness) or std (contrast) more "
-                "than "
-                f"{OUTLIER_Z:g} robust std from the training images' median: "
-                f"{listing(text for _, text in odd)}; look at them (extremes.png): wrong "
-                "exposure, "
-                "another source, or a decoding bug (R1.5)",
-            )
-        )
-    low, high = float(x.min()), float(x.max())
-    channel_std = data.train.x.reshape(-1, x.shape[-1]).std(axis=0)
-    if max(abs(low), abs(high)) > UNIT_SCALE or (channel_std < 1 / UNIT_SCALE).any():
-        findings.append(
-            Finding(
-                "needs_normalization",
-                "info",
-                f"pixel values span {low:g}..{high:g} (channel std "
-                f"{listing(f'{s:.3g}' for s in channel_std)}); "
-                "the pipeline standardizes each channel with the training mean and std, the "
-                "same way for "
-                "every "
-                "split (U6, T6): nothing to do unless you preprocess elsewhere",
-            )
-        )
-    stats = {
-        "value_range": [low, high],
-        "channel_mean": data.train.x.reshape(-1, x.shape[-1]).mean(axis=0).tolist(),
-        "channel_std": channel_std.tolist(),
-        "brightness_order": np.argsort(brightness).tolist(),
-    }
-    return findings, stats
+        worst = max(score[i] for score in scores.values())
+        odd.append((worst, f"{look.name(*stats.ids[i])} ({parts})"))
+    if not odd:
+        return []
+    odd.sort(reverse=True)
+    detail = (
+        f"{plural(len(odd), 'image')} with a mean (brightness) or std (contrast) more than "
+        f"{OUTLIER_Z:g} robust std from the training images' median: "
+        f"{listing(text for _, text in odd)}; look at them (extremes.png): wrong exposure, "
+        "another source, or a decoding bug (R1.5)"
+    )
+    return [Finding("image_outliers", "warning", detail)]
 
 
-def leak_findings(
-    data: Data, train_index: np.ndarray, val_index: np.ndarray
-) -> tuple[list[Finding], list]:
-    """target_leak: one column alone predicts the label almost perfectly on train and validation."""
+def _pixel_scale(look: Look) -> list[Finding]:
+    """needs_normalization for images."""
+    stats = image_statistics(look)
+    low, high, channel_std = stats.low, stats.high, stats.channel_std
+    if not (max(abs(low), abs(high)) > UNIT_SCALE or (channel_std < 1 / UNIT_SCALE).any()):
+        return []
+    detail = (
+        f"pixel values span {low:g}..{high:g} (channel std "
+        f"{listing(f'{s:.3g}' for s in channel_std)}); the pipeline standardizes each channel "
+        "with the training mean and std, the same way for every split (U6, T6): nothing to do "
+        "unless you preprocess elsewhere"
+    )
+    return [Finding("needs_normalization", "info", detail)]
+
+
+# ---------------------------------------------------------------- target leak
+
+
+@dataclass
+class LeakProbe:
+    """One small tree per column, fitted on that column alone (a sample of the training split)."""
+
+    scores: list[dict]  # {"feature", "train", "val"} per column
+    leaks: list[tuple[str, float, float]]  # (feature, train score, validation score)
+    what: str  # the score: "balanced accuracy" or "R^2"
+    probe: str  # the tree, in words
+
+
+@shared
+def leak_probe(look: Look) -> LeakProbe:
     from sklearn import metrics, tree
 
-    names = feature_names_of(data)
-    x_train, y_train = data.train.x[train_index], data.train.y[train_index]
-    x_val, y_val = data.val.x[val_index], data.val.y[val_index]
+    data = look.data
+    x_train, y_train = data.train.x[look.train_sample], data.train.y[look.train_sample]
+    x_val, y_val = data.val.x[look.val_sample], data.val.y[look.val_sample]
     if data.task == "classification":
         # Deep enough to give every class its own threshold: a copied label needs C-1 splits.
         depth = max(2, math.ceil(math.log2(len(data.class_names))))
@@ -246,29 +354,46 @@ def leak_findings(
 
         score, what = metrics.r2_score, "R^2"
         probe = f"a tree with leaves of >= {leaf} examples"
-    scores = []
-    findings = []
+    found = LeakProbe([], [], what, probe)
     with warnings.catch_warnings():
         # "y_pred contains classes not in y_true" on tiny validation sets
         warnings.simplefilter("ignore")
-        for j, feature in enumerate(names):
+        for j, feature in enumerate(feature_names_of(data)):
             fitted = model().fit(x_train[:, j : j + 1], y_train)
             on_train = float(score(y_train, fitted.predict(x_train[:, j : j + 1])))
             on_val = float(score(y_val, fitted.predict(x_val[:, j : j + 1])))
-            scores.append(
+            found.scores.append(
                 {"feature": feature, "train": round(on_train, 4), "val": round(on_val, 4)}
             )
             if min(on_train, on_val) >= LEAK_SCORE:
-                findings.append(
-                    Finding(
-                        "target_leak",
-                        "error",
-                        f"column {feature!r} alone predicts the label: {what} {on_val:.3f} on "
-                        "validation "
-                        f"({on_train:.3f} on train) with {probe} on that one column; usually "
-                        "the label in "
-                        "disguise (a copy, a value recorded after the fact, a sorted id): drop it, "
-                        "or write down why it is legitimate",
-                    )
-                )
-    return findings, scores
+                found.leaks.append((feature, on_train, on_val))
+    return found
+
+
+def target_leak(look: Look) -> list[Finding]:
+    """One column alone predicts the label almost perfectly on train and validation (R1.2, R1.6)."""
+    if look.data.kind == "image":
+        return []
+    found = leak_probe(look)
+    return [
+        Finding(
+            "target_leak",
+            "error",
+            f"column {feature!r} alone predicts the label: {found.what} {on_val:.3f} on "
+            f"validation ({on_train:.3f} on train) with {found.probe} on that one column; "
+            "usually the label in disguise (a copy, a value recorded after the fact, a sorted "
+            "id): drop it, or write down why it is legitimate",
+        )
+        for feature, on_train, on_val in found.leaks
+    ]
+
+
+def leak_probe_skipped(look: Look) -> list[Finding]:
+    """Images: one pixel is not a column to drop, so the leak probe does not run."""
+    if look.data.kind != "image":
+        return []
+    detail = (
+        "the single-feature leak probe is skipped for images (one pixel is not a column to "
+        "drop); duplicate_across_splits is the leak to watch here"
+    )
+    return [Finding("leak_probe_skipped", "info", detail)]

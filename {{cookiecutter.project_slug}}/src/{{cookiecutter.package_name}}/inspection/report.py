@@ -1,4 +1,5 @@
-"""The pictures (examples per class, extremes, features) and report.md of inspect."""
+"""The pictures (examples per class, extremes, features) and report.md of inspect, and the
+findings that say what the pictures and the probes left out."""
 
 from __future__ import annotations
 
@@ -15,12 +16,23 @@ from .common import (
     MAX_PLOTTED_FEATURES,
     OUTLIER_Z,
     SPLITS,
+    Finding,
+    Look,
     feature_names_of,
     plural,
     splits_of,
 )
+from .features import feature_table, image_statistics
 
 # ---------------------------------------------------------------- pictures
+
+
+def draw_pictures(look: Look, folder: Path) -> list[str]:
+    """Draws the pictures for the data's kind into folder; returns their file names."""
+    if look.data.kind == "image":
+        brightness = image_statistics(look).brightness
+        return image_pictures(look.pictured, folder, brightness, look.rng)
+    return table_pictures(look.data, folder, feature_table(look), look.train_sample)
 
 
 def _short(example_id) -> str:
@@ -29,23 +41,16 @@ def _short(example_id) -> str:
 
 
 def image_pictures(
-    data: Data, folder: Path, stats: dict, rng: np.random.Generator
-) -> tuple[list[str], list[str]]:
+    data: Data, folder: Path, brightness: np.ndarray, rng: np.random.Generator
+) -> list[str]:
     """examples.png: up to 8 training images per class with labels (R1.1); extremes.png: the darkest
     and brightest images (R1.5)."""
     from ..pictures import image_grid_array, save_array, to_uint8
 
     value_range = data.value_range
-    notes = []
     images, captions = [], []
     if data.task == "classification":
-        classes = range(min(len(data.class_names), MAX_CLASSES_SHOWN))
-        if len(data.class_names) > MAX_CLASSES_SHOWN:
-            notes.append(
-                f"examples.png shows the first {MAX_CLASSES_SHOWN} of {len(data.class_names)} "
-                "classes"
-            )
-        for c in classes:
+        for c in range(min(len(data.class_names), MAX_CLASSES_SHOWN)):
             members = np.flatnonzero(data.train.y == c)
             chosen = rng.choice(members, min(EXAMPLES_PER_CLASS, len(members)), replace=False)
             for i in np.sort(chosen):
@@ -64,7 +69,7 @@ def image_pictures(
 
     splits = splits_of(data)
     every = [(s, i) for s, split in splits.items() for i in range(len(split.y))]
-    order = stats["brightness_order"]
+    order = np.argsort(brightness).tolist()
     picked = list(order[:EXAMPLES_PER_CLASS]) + list(order[-EXAMPLES_PER_CLASS:])
     images = [splits[every[k][0]].x[every[k][1]] for k in picked]
     captions = [
@@ -77,12 +82,10 @@ def image_pictures(
         image_grid_array(to_uint8(np.stack(images), value_range), captions, title, cell=80),
         folder / "extremes.png",
     )
-    return ["examples.png", "extremes.png"], notes
+    return ["examples.png", "extremes.png"]
 
 
-def table_pictures(
-    data: Data, folder: Path, table: list[dict], sample: np.ndarray
-) -> tuple[list[str], list[str]]:
+def table_pictures(data: Data, folder: Path, table: list[dict], sample: np.ndarray) -> list[str]:
     """features.png: every feature by class or against the target (R1.5); extremes.png: the rows
     with the most extreme values."""
     from ..pictures import feature_histograms_figure, table_heatmap_figure
@@ -95,12 +98,6 @@ def table_pictures(
     ]
     order = flagged + [j for j in range(len(names)) if j not in flagged]
     shown = order[:MAX_PLOTTED_FEATURES]
-    notes = []
-    if len(order) > MAX_PLOTTED_FEATURES:
-        notes.append(
-            f"features.png shows {MAX_PLOTTED_FEATURES} of {len(order)} features (flagged ones "
-            "first)"
-        )
     x, y = data.train.x[sample], data.train.y[sample]
     marks = {"constant": "constant", "heavy_tailed": "heavy tail", "outliers": "outliers"}
     titles = [
@@ -140,14 +137,55 @@ def table_pictures(
         folder / "extremes.png",
         "the 16 most unusual rows (largest |z| of any feature)",
     )
-    return ["features.png", "extremes.png"], notes
+    return ["features.png", "extremes.png"]
+
+
+# ---------------------------------------------------------------- what was left out
+
+
+def sampled_images(look: Look) -> list[Finding]:
+    """Image files: the pixel statistics and the pictures studied a decoded sample."""
+    if not (look.data.streamed and look.pictures_sampled):
+        return []
+    detail = (
+        f"the image statistics, outliers and pictures used a decoded sample of at most "
+        f"{look.config.check.sample} images per split (check.sample); files, duplicates and "
+        f"balance cover all {look.total}"
+    )
+    return [Finding("sampled_images", "info", detail)]
+
+
+def plot_capped(look: Look) -> list[Finding]:
+    """examples.png shows the first 20 classes, features.png 30 features (R1.1, R1.5)."""
+    data = look.data
+    if data.kind == "image":
+        classes = len(data.class_names) if data.task == "classification" else 0
+        if classes <= MAX_CLASSES_SHOWN:
+            return []
+        detail = f"examples.png shows the first {MAX_CLASSES_SHOWN} of {classes} classes"
+        return [Finding("plot_capped", "info", detail)]
+    features = len(feature_names_of(data))
+    if features <= MAX_PLOTTED_FEATURES:
+        return []
+    detail = (
+        f"features.png shows {MAX_PLOTTED_FEATURES} of {features} features (flagged ones first)"
+    )
+    return [Finding("plot_capped", "info", detail)]
+
+
+def sampled(look: Look) -> list[Finding]:
+    """More examples than check.sample: the leak probe and the plots used a sample."""
+    if not look.sampled or look.data.streamed:  # image files: sampled_images says it
+        return []
+    detail = (
+        f"the leak probe and the plots used at most {look.config.check.sample} examples per "
+        f"split of {look.total} (check.sample); duplicates, outliers and files were checked on "
+        "all of them"
+    )
+    return [Finding("sampled", "info", detail)]
 
 
 # ---------------------------------------------------------------- report
-
-
-def sample_index(size: int, limit: int, rng: np.random.Generator) -> np.ndarray:
-    return np.sort(rng.choice(size, limit, replace=False)) if size > limit else np.arange(size)
 
 
 def write_report(path: Path, result: dict) -> None:
