@@ -353,8 +353,8 @@ class EventFile:
     """A TensorBoard event file written through tf.summary: scalars with tf.summary.scalar,
     pictures with tf.summary.write as tf.summary.image writes them (the strings [width,
     height, PNG] under the image plugin's name), from the PNG the picture's file already
-    holds: tf.summary.image would encode it again, ~15 ms of CPU for a prediction panel
-    against ~1 ms (the template's benchmarks/performance.py --tensorboard). Flushed at
+    holds: tf.summary.image would encode the picture again on the training thread, every
+    epoch, and TensorBoard would show a copy instead of the file's bytes. Flushed at
     every write, so a running TensorBoard shows each epoch as it ends. Each one opens a
     file of its own in `folder`.
 

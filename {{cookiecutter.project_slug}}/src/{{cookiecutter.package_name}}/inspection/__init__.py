@@ -18,7 +18,6 @@ the notes on what was sampled. Any error makes the command exit with status 1.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -129,8 +128,7 @@ def inspect(config: Config) -> int:
     result = summary(look, findings, pictures)
     result["seconds"] = round(time.perf_counter() - started, 2)
     write_report(folder / "report.md", result)
-    text = json.dumps(result, indent=2, default=float) + "\n"
-    runs.write_text(config.run_dir / "inspect.json", text)
+    runs.write_json(config.run_dir / "inspect.json", result)
 
     for finding in findings:
         print(finding.line())
