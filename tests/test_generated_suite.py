@@ -18,14 +18,14 @@ def test_cli_help(baked, task):
 
 @pytest.mark.slow
 def test_default_bake_full_suite(baked):
-    proc = run_in(baked(DEFAULT_TASK), "-m", "pytest", "-q", "-x")
+    proc = run_in(baked(DEFAULT_TASK), "-m", "pytest", "-q", "-x", "-n", "2")
     assert proc.returncode == 0, explain(proc)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", OTHER_TASKS)
 def test_other_bakes_fast_suite(baked, task):
-    proc = run_in(baked(task), "-m", "pytest", "-q", "-x", "-m", "not slow")
+    proc = run_in(baked(task), "-m", "pytest", "-q", "-x", "-n", "2", "-m", "not slow")
     assert proc.returncode == 0, explain(proc)
 
 

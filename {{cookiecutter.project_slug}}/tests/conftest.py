@@ -11,6 +11,8 @@ import types
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# make test runs several workers; each takes GPU memory as it needs it instead of all of it.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
