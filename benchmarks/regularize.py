@@ -1,16 +1,17 @@
 """What stage 4's options do, measured: each against the default on the whole test set, a
 few seeds, in a baked project's `train` (a fresh process per run, as `make train`).
 
-1. Class weights on an imbalanced table: a seeded CSV of 4,000 rows, 95/5, the rare class
-   shifted by 1.5 standard deviations on 2 of 8 features; the mlp with
-   `train.class_weight=none` vs `balanced`: balanced accuracy and the rare class's recall.
+1. Class weights and oversampling on an imbalanced table: a seeded CSV of 4,000 rows, 95/5,
+   the rare class shifted by 1.5 standard deviations on 2 of 8 features; the mlp with
+   `train.class_weight=none` vs `balanced` vs `data.sampling=oversample`: balanced accuracy
+   and the rare class's recall.
 2. Huber vs MSE on a target with outliers: a seeded CSV of 3,000 rows, the target linear in
    8 features plus noise, 5% of the rows' targets replaced by outliers of 20 standard
    deviations; test MAE and R^2 on the rows without outliers (what a robust loss protects).
 3. Label smoothing on digits (the image bake's default config, the convnet):
    `train.label_smoothing=0` vs `0.1`: test accuracy, loss, and expected calibration error.
 
-    .venv/bin/python benchmarks/regularize.py [--seeds 0 1 2]
+    .venv/bin/python benchmarks/regularize.py [--seeds 0 1 2] [--only imbalance huber smoothing]
 
 Prints the Markdown tables of the project's docs/regularize.md ("Measured") on stdout.
 """
@@ -75,31 +76,34 @@ def mean_and_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ({min(values):.4f}-{max(values):.4f})"
 
 
+# The imbalance corrections compared: the default, then each correction on its own.
+IMBALANCE_SETTINGS = (
+    "train.class_weight=none",
+    "train.class_weight=balanced",
+    "data.sampling=oversample",
+)
+
+
 def class_weights(project: Path, source: Path, seeds: list[int]) -> list[str]:
     lines = [
-        "| `train.class_weight` | balanced accuracy | rare class recall | accuracy |",
+        "| setting | balanced accuracy | rare class recall | accuracy |",
         "| --- | --- | --- | --- |",
     ]
-    for weight in ("none", "balanced"):
+    for setting in IMBALANCE_SETTINGS:
         scores = {"balanced_accuracy": [], "recall": [], "accuracy": []}
         for seed in seeds:
             run = train(
                 project,
-                f"weights-{weight}-{seed}",
-                [
-                    f"data.source={source}",
-                    "model.name=mlp",
-                    f"train.class_weight={weight}",
-                    f"seed={seed}",
-                ],
+                f"imbalance-{setting.rpartition('=')[2]}-{seed}",
+                [f"data.source={source}", "model.name=mlp", setting, f"seed={seed}"],
             )
             metrics = json.loads((run / "metrics.json").read_text())
             scores["balanced_accuracy"].append(metrics["model"]["balanced_accuracy"])
             scores["accuracy"].append(metrics["model"]["accuracy"])
             scores["recall"].append(metrics["per_class"]["rare"]["recall"])
-            print(f"  class_weight={weight} seed {seed}: {scores}", file=sys.stderr, flush=True)
+            print(f"  {setting} seed {seed}: {scores}", file=sys.stderr, flush=True)
         lines.append(
-            f"| `{weight}` | {mean_and_spread(scores['balanced_accuracy'])} "
+            f"| `{setting}` | {mean_and_spread(scores['balanced_accuracy'])} "
             f"| {mean_and_spread(scores['recall'])} | {mean_and_spread(scores['accuracy'])} |"
         )
     return lines
@@ -177,29 +181,41 @@ def label_smoothing(project: Path, seeds: list[int]) -> list[str]:
     return lines
 
 
+PARTS = {
+    "imbalance": "Class weights and oversampling, 95/5 table (4,000 rows, mlp)",
+    "huber": "Huber vs MSE, target with 5% outliers of 20 std (3,000 rows, mlp)",
+    "smoothing": "Label smoothing, digits (the image bake's convnet)",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure these parts only"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
+    tables = {}
     with tempfile.TemporaryDirectory(prefix="recipe-regularize-") as work:
         work = Path(work)
-        tables = results.bake("tabular_classification", work / "tables")
-        images = results.bake("image_classification", work / "images")
-        print("1: class weights", file=sys.stderr)
-        weights = class_weights(tables, imbalanced_table(work / "imbalanced.csv"), args.seeds)
-        print("2: huber vs mse", file=sys.stderr)
-        source, outlier = outlier_table(work / "outliers.csv")
-        robust = robust_loss(tables, source, outlier, args.seeds)
-        print("3: label smoothing", file=sys.stderr)
-        smoothing = label_smoothing(images, args.seeds)
+        if "imbalance" in args.only or "huber" in args.only:
+            project = results.bake("tabular_classification", work / "tables")
+        if "imbalance" in args.only:
+            print("1: class weights and oversampling", file=sys.stderr)
+            source = imbalanced_table(work / "imbalanced.csv")
+            tables["imbalance"] = class_weights(project, source, args.seeds)
+        if "huber" in args.only:
+            print("2: huber vs mse", file=sys.stderr)
+            source, outlier = outlier_table(work / "outliers.csv")
+            tables["huber"] = robust_loss(project, source, outlier, args.seeds)
+        if "smoothing" in args.only:
+            print("3: label smoothing", file=sys.stderr)
+            images = results.bake("image_classification", work / "images")
+            tables["smoothing"] = label_smoothing(images, args.seeds)
     print(f"{date.today().isoformat()}, {results.machine()}; seeds {args.seeds}, mean (min-max)")
-    for title, lines in (
-        ("Class weights, 95/5 table (4,000 rows, mlp)", weights),
-        ("Huber vs MSE, target with 5% outliers of 20 std (3,000 rows, mlp)", robust),
-        ("Label smoothing, digits (the image bake's convnet)", smoothing),
-    ):
-        print(f"\n{title}\n")
+    for part, lines in tables.items():
+        print(f"\n{PARTS[part]}\n")
         print("\n".join(lines))
     print(f"\nthis script: {time.perf_counter() - started:.0f} s")
 

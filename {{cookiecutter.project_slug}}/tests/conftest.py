@@ -87,14 +87,23 @@ def run_cli(tmp_path):
 
 @pytest.fixture
 def image_folder(tmp_path):
-    """Three classes of 12x10 RGB images, each with a class-specific bright band (learnable)."""
+    """Three classes of 12x10 RGB images, each with a class-specific bright band (learnable)
+    and two blobs of its own at random places on strong noise, so that no two are near-copies
+    (the band alone would make each class one template)."""
     rng = np.random.default_rng(0)
+    rows, columns = np.mgrid[0:12, 0:10]
     root = tmp_path / "images"
     for c, name in enumerate(["cat", "dog", "owl"]):
         (root / name).mkdir(parents=True)
         for i in range(8):
-            pixels = rng.integers(0, 60, size=(12, 10, 3), dtype=np.uint8)
+            pixels = rng.integers(0, 160, size=(12, 10, 3), dtype=np.uint8)
             pixels[c * 4 : c * 4 + 4] = 250
+            for _ in range(2):
+                center, radius = rng.uniform(0, [12, 10]), rng.uniform(1.5, 3.5, 2)
+                distance = ((rows - center[0]) / radius[0]) ** 2 + (
+                    (columns - center[1]) / radius[1]
+                ) ** 2
+                pixels[distance <= 1] = rng.integers(100, 200, 3, dtype=np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.png")
     return root
 

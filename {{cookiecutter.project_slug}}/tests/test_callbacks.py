@@ -443,3 +443,145 @@ def test_a_save_that_dies_midway_leaves_the_previous_best_file(project, tmp_path
         checkpoint.on_train_end()
     assert (tmp_path / "best.keras").read_bytes() == before
     assert json.loads((tmp_path / "best.json").read_text())["val_loss"] == 0.5
+
+
+def _summaries(folder):
+    """(tag, step, plugin name, summary value) of every summary in a folder's event files,
+    read with TensorFlow's public event reader."""
+    import tensorflow as tf
+
+    found = []
+    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.append((value.tag, event.step, value.metadata.plugin_data.plugin_name, value))
+    return found
+
+
+def _hparams(folder) -> dict:
+    """{name: (kind, value)} of the HParams session a folder holds."""
+    from tensorboard.plugins.hparams import metadata
+
+    [value] = [v for _, _, plugin, v in _summaries(folder) if plugin == "hparams"]
+    info = metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
+    kinds = {name: info.hparams[name].WhichOneof("kind") for name in info.hparams}
+    return {name: (kind, getattr(info.hparams[name], kind)) for name, kind in kinds.items()}
+
+
+def _number(value) -> float:
+    """A scalar summary's value."""
+    import tensorflow as tf
+
+    return float(tf.make_ndarray(value.tensor))
+
+
+def test_hparams_of_a_run_hold_its_config_and_final_metrics_once(project, make_config, tmp_path):
+    config = make_config("optimizer.learning_rate=0.001", "data.image_size=[16,16]")
+    report = {"model": {"loss": 0.3, "accuracy": 0.9, "accuracy_interval": [0.8, 0.95]}}
+    history = [{"epoch": 0, "val_loss": 2.3}, {"epoch": 1, "val_loss": 0.4, "loss": 0.5}]
+    hparams, metrics = project.callbacks.run_hparams(config, {**report, "epochs": 1}, history)
+    for _ in range(2):  # a run continued and finished again: its folder holds the last finish
+        project.callbacks.write_hparams(tmp_path / "tb", hparams, metrics, step=1)
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
+    found = _hparams(tmp_path / "tb")
+    assert set(found) == {key for key, _, _ in project.config.iter_fields(config)}
+    assert found["optimizer.learning_rate"] == ("number_value", pytest.approx(0.001))
+    assert found["data.image_size"] == ("string_value", "[16, 16]")  # a list, as text
+    assert found["model.name"][0] == "string_value" and found["train.histograms"][0] == "bool_value"
+    scalars = {
+        tag: _number(value)
+        for tag, step, plugin, value in _summaries(tmp_path / "tb")
+        if plugin == "scalars" and step == 1
+    }
+    assert scalars == pytest.approx(
+        {"test_loss": 0.3, "test_accuracy": 0.9, "best_val_loss": 0.4, "epochs": 1}
+    )
+
+
+def test_each_trial_of_a_search_gets_its_hparams_and_objective(project, tmp_path):
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("optimizer.learning_rate", 1e-4, 1e-2, default=3e-3)
+    hp.Choice("model.width", [32, 64], default=64)
+    trial = keras_tuner.engine.trial.Trial(hp, trial_id="3", status="COMPLETED")
+    trial.score = 0.25
+    project.callbacks.write_trial_hparams(trial, "val_loss", tmp_path / "tb")
+    found = _hparams(tmp_path / "tb" / "trial-3")
+    assert found["optimizer.learning_rate"][1] == pytest.approx(3e-3)
+    assert found["model.width"] == ("number_value", 64)
+    summaries = _summaries(tmp_path / "tb" / "trial-3")
+    assert [(t, _number(v)) for t, _, p, v in summaries if p == "scalars"] == [("val_loss", 0.25)]
+
+
+def _dense_and_conv_model():
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="dense")(x))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_weight_histograms_and_gradient_norms_every_epoch(project, tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 6, 6, 1)).astype("float32"), np.arange(8) % 3
+    model = _dense_and_conv_model()
+    board = project.callbacks.WeightHistograms(x[:4], y[:4], tmp_path / "tb")
+    model.fit(x, y, batch_size=4, epochs=2, callbacks=[board], verbose=0)
+    found = _summaries(tmp_path / "tb" / "train")
+    histograms = {(tag, step) for tag, step, plugin, _ in found if plugin == "histograms"}
+    kernels = {"conv/kernel", "dense/kernel"}
+    assert {(k, s) for k in kernels for s in (0, 1)} <= histograms
+    norms = {tag: _number(v) for tag, step, p, v in found if p == "scalars" and step == 1}
+    # The loss of the fixed batch, its gradient taken apart from the callback.
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x=x[:4], y=y[:4], y_pred=model(x[:4]), training=False)
+    expected = tape.gradient(loss, model.get_layer("dense").kernel)
+    assert norms["gradient_norm/dense/kernel"] == pytest.approx(float(tf.norm(expected)), rel=1e-5)
+    assert norms["gradient_norm/conv/kernel"] > 0
+
+
+def test_step_log_prints_and_logs_the_mean_loss_of_the_steps_since_the_last_line(
+    project, tmp_path, capsys
+):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 6, 6, 1)).astype("float32"), np.arange(16) % 3
+    model = _dense_and_conv_model()  # a rate of 0: every batch's loss is fixed and known
+    batch_losses = [
+        float(model.evaluate(x[i : i + 4], y[i : i + 4], verbose=0)) for i in range(0, 16, 4)
+    ]
+    log = project.callbacks.StepLog(3, tmp_path / "tb")
+    model.fit(x, y, batch_size=4, epochs=3, shuffle=False, callbacks=[log], verbose=0)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
+    assert [line.split(":")[0] for line in lines] == ["step 3", "step 6", "step 9", "step 12"]
+    # Each line: the batches since the previous line within its epoch (4 batches an epoch).
+    b = batch_losses
+    expected = {3: np.mean(b[:3]), 6: np.mean(b[:2]), 9: b[0], 12: np.mean(b[1:])}
+    logged = {
+        step: _number(v)
+        for tag, step, p, v in _summaries(tmp_path / "tb" / "train")
+        if tag == "batch_loss"
+    }
+    assert logged == pytest.approx(expected, rel=1e-5)
+    assert f"loss {expected[12]:.4f}, learning rate 0" in lines[3]
+
+
+def test_train_adds_histograms_and_step_logs_only_when_asked(project, make_config, tmp_path):
+    config = make_config("data.max_examples=150")
+    data = project.data.load(config)
+    kinds = (project.callbacks.WeightHistograms, project.callbacks.StepLog)
+
+    def added(*overrides):
+        config = make_config("data.max_examples=150", *overrides)
+        callbacks, _ = project.train.make_callbacks(config, data, tmp_path / "run", {})
+        return [type(c) for c in callbacks if isinstance(c, kinds)]
+
+    assert added() == []
+    assert added("train.histograms=true", "train.log_every_steps=5") == list(kinds[::-1])
+    with pytest.raises(project.errors.UsageError, match="train.log_every_steps must be >= 0"):
+        make_config("train.log_every_steps=-1")
+    with pytest.raises(project.errors.UsageError, match="multi_worker runs on JAX"):
+        make_config("train.histograms=true", "train.strategy=multi_worker")

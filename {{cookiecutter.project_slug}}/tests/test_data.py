@@ -215,6 +215,22 @@ def test_bad_sources_get_one_clear_message(project, make_config, tmp_path, make_
         project.data.load(make_config(f"data.source={make_source(tmp_path)}"))
 
 
+@pytest.mark.parametrize(
+    ("classes", "overrides", "key"),
+    [
+        (12, [], "data.test_fraction"),  # 36 rows: 6 test examples for 12 classes
+        (4, ["data.max_examples=3"], "data.max_examples"),
+    ],
+)
+def test_a_split_too_small_for_its_classes_is_one_line(
+    project, make_config, tmp_path, classes, overrides, key
+):
+    path = tmp_path / "small.csv"
+    path.write_text("a,label\n" + "".join(f"{i},c{i % classes}\n" for i in range(36)))
+    with pytest.raises(project.errors.UsageError, match=rf"stratified split .* change {key}$"):
+        project.data.load(make_config(f"data.source={path}", *overrides))
+
+
 def test_one_class_and_missing_label_column_are_rejected(project, make_config, tmp_path, csv_file):
     with pytest.raises(
         project.errors.UsageError, match=r"has no column 'label' \(columns: size, color, kind\)"
@@ -299,6 +315,7 @@ def test_text_after_numbers_keeps_each_cells_own_text(project, make_config, tmp_
         (["label", *[f"{i % 2}" for i in range(12)]], "no feature columns besides 'label'"),
         (["a,label", " , "], "has no data rows"),
         (["a,b", "1,2", "3"], "line 3 has 1 fields"),  # the ragged row before the missing label
+        (["a,label", "1,0", "x" * 200_000 + ",1"], "line 3: field larger than field limit"),
     ],
 )
 def test_bad_csv_tables_get_one_clear_message(project, make_config, tmp_path, lines, message):

@@ -53,3 +53,40 @@ def test_ensemble_scores_the_averaged_members_and_reuses_them(project, make_conf
     # A member trained with another config is never silently mixed in.
     with pytest.raises(project.errors.UsageError, match=r"different config \(model.width\)"):
         project.ensemble.ensemble(make_config(*base, "model.width=32"), "pytest")
+
+
+def test_an_ensemble_of_a_finished_searchs_best_trials_reuses_their_weights(
+    project, make_config, capsys
+):
+    tune = project.tune
+    shrink = ("data.max_examples=200", "model.name=mlp", "tune.epochs=3", "tune.max_trials=2")
+    search = make_config(*shrink, "run.name=search")
+    space = {"optimizer.learning_rate": tune.Range(1e-3, 3e-3, log=True)}
+    assert tune.tune(search, "pytest", space=space) == 0
+
+    config = make_config(*shrink, "ensemble.from_search=search", "ensemble.top_k=2")
+    assert project.ensemble.ensemble(config, "pytest") == 0
+    report = json.loads((config.run_dir / "ensemble.json").read_text())
+    trials = report["from_search"]["trials"]
+    assert report["from_search"]["search"] == "search" and len(trials) == 2
+    assert set(report["members"]) == set(trials) == {f"trial-{t['trial']}" for t in trials.values()}
+    assert "trial-" in (config.run_dir / "ensemble.md").read_text()
+    # Each member is its trial's best epoch: its validation loss is the score the search kept.
+    data = project.data.load(search)
+    for name, trial in trials.items():
+        model = project.evaluate.load_trained(config.run_dir / "members" / name)
+        val = project.evaluate.predict_split(model, data, data.val)
+        assert project.evaluate.score(data, data.val.y, val)["loss"] == pytest.approx(
+            trial["val_loss"], rel=1e-3
+        )
+    # Saved once: a rerun reuses the members.
+    capsys.readouterr()
+    assert project.ensemble.ensemble(config, "pytest") == 0
+    assert capsys.readouterr().out.count("saved already") == 2
+
+    error = project.errors.UsageError
+    with pytest.raises(error, match="has 2 finished trials; lower ensemble.top_k=3"):
+        project.ensemble.ensemble(make_config(*shrink, "ensemble.from_search=search"), "pytest")
+    other = make_config("ensemble.from_search=search", "run.name=other")
+    with pytest.raises(error, match=r"other data or another split \(data.max_examples\)"):
+        project.ensemble.ensemble(other, "pytest")

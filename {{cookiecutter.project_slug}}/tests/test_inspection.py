@@ -77,6 +77,8 @@ def test_digits_is_clean_and_writes_report_json_and_examples(project, make_confi
     assert not [f for f in report["findings"] if f["severity"] == "error"]
     assert report["splits"] == {"train": 1257, "val": 270, "test": 270}
     assert len(report["classes"]) == 10 and report["imbalance_ratio"] < 1.1
+    assert report["near_duplicates"]["across_splits"] == 0
+    assert report["label_noise"]["examined"] == 1257 and report["label_noise"]["share"] < 0.02
     folder = config.run_dir / "inspect"
     markdown = (folder / "report.md").read_text()
     assert "## Class balance" in markdown and "![examples.png](examples.png)" in markdown
@@ -185,6 +187,29 @@ def test_label_copied_into_a_feature_is_a_target_leak(project, make_config, tmp_
     assert status == 1
     (leak,) = _found(report, "target_leak")
     assert leak["severity"] == "error" and "column 'audit_flag'" in leak["detail"]
+
+
+def test_a_row_id_is_one_finding_a_leak_when_perfect_else_an_identifier(
+    project, make_config, tmp_path
+):
+    """Rows numbered after sorting by label: target_leak (the row number alone is the label);
+    numbered in an order that only leans on the label: identifier_column. Never both."""
+    rng = np.random.default_rng(6)
+    columns = _table()
+    order = np.argsort(columns["label"] + rng.normal(0, 0.45, ROWS), kind="stable")
+    columns = {name: np.asarray(values)[order] for name, values in columns.items()}
+    columns["customer_id"] = np.arange(1000, 1000 + ROWS)
+    _, report = _inspect(project, make_config, f"data.source={_write(tmp_path, columns)}")
+    (identifier,) = _found(report, "identifier_column")
+    assert "column 'customer_id' looks like a row id" in identifier["detail"]
+    assert not _found(report, "target_leak")
+    columns["label"] = np.sort(columns["label"])
+    _, report = _inspect(project, make_config, f"data.source={_write(tmp_path, columns)}")
+    leak_or_id = [
+        f for f in report["findings"] if f["name"] in ("target_leak", "identifier_column")
+    ]
+    assert [f["name"] for f in leak_or_id] == ["target_leak"]
+    assert "'customer_id'" in leak_or_id[0]["detail"]
 
 
 def test_regression_target_copy_is_a_leak_and_clean_regression_is_quiet(
@@ -330,6 +355,20 @@ def test_duplicate_images_are_found_by_content(project, make_config, image_folde
     (across,) = _found(report, "duplicate_across_splits")
     assert across["severity"] == "error" and "copy" in across["detail"]
     assert report["duplicates"]["across_splits"] == 1
+
+
+def test_a_brightened_copy_of_an_image_is_a_near_copy_and_drawn(project, make_config, image_folder):
+    with Image.open(image_folder / "cat" / "0.png") as image:
+        pixels = np.asarray(image, dtype=np.float32)
+    Image.fromarray((pixels * 0.8 + 30).astype(np.uint8)).save(image_folder / "cat" / "copy.png")
+    _, report = _inspect(project, make_config, f"data.source={image_folder}")
+    near = _found(report, "near_duplicates_across_splits") + _found(
+        report, "near_duplicates_within_split"
+    )
+    assert len(near) == 1
+    assert re.search(r"cat/(0|copy)\.png ~ \S+ \S+cat/(copy|0)\.png \(r=", near[0]["detail"])
+    assert not _found(report, "duplicate_across_splits")  # not an exact copy
+    assert "near_duplicates.png" in report["pictures"]
 
 
 def test_image_of_another_size_and_channels_are_named(project, make_config, image_folder):

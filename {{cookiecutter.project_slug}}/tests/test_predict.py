@@ -88,8 +88,9 @@ def test_predict_takes_a_folder_or_one_image_of_any_size(project, image_run, tmp
     assert rows[0]["prediction"] in ("cat", "dog", "owl")
 
 
-def test_bad_predict_inputs_say_one_line_and_write_nothing(project, image_run, run_cli, tmp_path):
-    run = ["predict", "--config", image_run.run_dir / "config.yaml"]
+def test_bad_predict_inputs_say_one_line_and_write_nothing(project, image_run, capsys, tmp_path):
+    # In-process through cli.main, the function the process runs (test_train runs one).
+    run = ["predict", "--config", str(image_run.run_dir / "config.yaml")]
     output = tmp_path / "never.csv"
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
@@ -99,10 +100,9 @@ def test_bad_predict_inputs_say_one_line_and_write_nothing(project, image_run, r
         ([f"predict.input={broken}"], f"cannot decode image {broken}"),
         ([f"predict.input={tmp_path / 'x.txt'}"], "does not exist"),
     ):
-        result = run_cli(*run, *extra, f"predict.output={output}")
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert message in lines[-1] and "Traceback" not in result.stderr
+        assert project.cli.main([*run, *extra, f"predict.output={output}"]) == 2
+        err = capsys.readouterr().err
+        assert message in err.strip().splitlines()[-1] and "Traceback" not in err
         assert not output.exists()
 
 

@@ -98,7 +98,16 @@ def test_digits_end_to_end(project, make_config):
     )
     pictures = sorted(p.name for p in (run / "predictions").iterdir())
     assert pictures[0] == "epoch_000.png" and len(pictures) == metrics["epochs"] + 1
-    assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+    import tensorflow as tf
+
+    events = sorted((run / "tensorboard").glob("events.out.tfevents*"))
+    plugins = {
+        value.metadata.plugin_data.plugin_name
+        for path in events
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
+    assert "hparams" in plugins  # the run's config and final metrics for TensorBoard's HParams
 
 
 @pytest.mark.slow
@@ -446,39 +455,49 @@ def test_ema_weights_are_the_ones_validated_and_saved(project, make_config):
 
 
 @pytest.mark.slow
-def test_evaluate_command_rescores_a_finished_run(run_cli, tmp_path):
-    trained = run_cli("train", "data.source=breast_cancer", "train.epochs=3", "run.name=ev")
-    assert trained.returncode == 0, trained.stderr
-    assert "test set (86 examples)" in trained.stdout and "linear_baseline" in trained.stdout
+def test_evaluate_command_rescores_a_finished_run(project, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["data.source=breast_cancer", "train.epochs=3", "run.name=ev"]
+    assert project.cli.main(["train", *args]) == 0
+    out = capsys.readouterr().out
+    assert "test set (86 examples)" in out and "linear_baseline" in out
     metrics_path = tmp_path / "runs" / "ev" / "metrics.json"
     first = json.loads(metrics_path.read_text())
     metrics_path.unlink()
-    evaluated = run_cli("evaluate", "run.name=ev")
-    assert evaluated.returncode == 0, evaluated.stderr
+    assert project.cli.main(["evaluate", "run.name=ev"]) == 0
     assert json.loads(metrics_path.read_text())["model"] == first["model"]
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["train", "optimizer.lr=1"], "error: unknown config key optimizer.lr"),
-        (["train", "train.epochs=0"], "error: train.epochs must be >= 1"),
-        (["train", "data.source=no/such/folder"], "error: data.source 'no/such/folder' is neither"),
-        (["train", "data.source=table.csv"], "error: CSV table.csv has no column 'label'"),
-        (["evaluate", "run.name=never"], "error: runs/never has no model.keras"),
-        (["train", "--config", "missing.yaml"], "error: config file missing.yaml does not exist"),
-    ],
-)
-def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, args, message):
+BAD_INPUT = [
+    (["train", "optimizer.lr=1"], "error: unknown config key optimizer.lr"),
+    (["train", "train.epochs=0"], "error: train.epochs must be >= 1"),
+    (["train", "data.source=no/such/folder"], "error: data.source 'no/such/folder' is neither"),
+    (["train", "data.source=table.csv"], "error: CSV table.csv has no column 'label'"),
+    (["evaluate", "run.name=never"], "error: runs/never has no model.keras"),
+    (["train", "--config", "missing.yaml"], "error: config file missing.yaml does not exist"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(project, tmp_path, monkeypatch, capsys, args, message):
+    # In-process: cli.main is what the process runs; the subprocess test below proves that.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n3,4\n")
+    assert project.cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written by a failed command
+
+
+def test_bad_input_in_a_process_is_one_line_exit_2_and_the_help_lists_keys(run_cli, tmp_path):
+    args, message = BAD_INPUT[3]
     (tmp_path / "table.csv").write_text("a,b\n1,2\n3,4\n")
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()  # nothing written by a failed command
-
-
-def test_help_lists_commands_and_keys(run_cli):
+    assert not (tmp_path / "runs").exists()
     result = run_cli("--help")
     assert result.returncode == 0
     assert "train" in result.stdout and "optimizer.learning_rate = 0.0003" in result.stdout

@@ -174,6 +174,34 @@ def test_edge_warnings(project):
     assert "high end" in warnings[0] and "low end" in warnings[1] and "highest" in warnings[2]
 
 
+def test_the_optimizer_is_searched_by_name_with_no_edge(
+    project, make_config, tmp_path, monkeypatch
+):
+    """optimizer.name: an unordered KerasTuner choice, set in the trial's config, never "the
+    lowest choice", and the figure gives each name its own column in the space's order."""
+    import keras_tuner
+    import matplotlib.pyplot as plt
+
+    tune = project.tune
+    spec = tune.Choice(("adam", "sgd"), ordered=False)
+    hp = keras_tuner.HyperParameters()
+    assert tune.sample(hp, "optimizer.name", spec) == "adam"
+    assert hp.space[0].values == ["adam", "sgd"] and not hp.space[0].ordered
+    config = tune.with_values(make_config(), {"optimizer.name": "sgd"})
+    assert type(project.models.make_optimizer(config, 10)).__name__ == "SGD"
+    space = {"optimizer.name": spec, "model.width": tune.Choice((32, 64, 128))}
+    assert tune.edge_warnings({"optimizer.name": "adam", "model.width": 64}, space) == []
+    rows = [
+        {"optimizer.name": name, "model.width": width, "objective": loss}
+        for name, width, loss in (("sgd", 32, 0.9), ("adam", 64, 0.5), ("sgd", 128, 0.7))
+    ]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    assert tune.tuning_figure(rows, space, "val_loss", tmp_path / "tuning.png").is_file()
+    labels = [label.get_text() for label in figures[0].axes[0].get_xticklabels()]
+    assert labels == ["adam", "sgd"]
+
+
 def test_cli_rejects_an_unknown_objective(run_cli):
     result = run_cli("tune", "tune.objective=accuracy")
     assert result.returncode == 2

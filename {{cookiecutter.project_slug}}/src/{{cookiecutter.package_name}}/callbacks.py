@@ -349,6 +349,172 @@ class EpochTensorBoard(keras.callbacks.Callback):
         self._files = {}
 
 
+class StepLog(keras.callbacks.Callback):
+    """Every `every` steps, the training loss and the learning rate: printed, and written to
+    TensorBoard as `train/batch_loss` and `train/batch_learning_rate` with the step (counted
+    from the run's first) as the step: feedback per update (U13), between epoch lines.
+
+    The loss is the mean of the steps since the previous line (or since the epoch began),
+    taken from the running mean of the epoch that Keras hands every batch hook; exact when
+    the batches are whole, as all but an epoch's last are.
+
+    Args:
+        every: steps between two lines.
+        log_dir: the run's TensorBoard folder, or None to print only.
+
+    Example:
+        >>> model.fit(ds, epochs=3, callbacks=[StepLog(50, "runs/a/tensorboard")])
+    """
+
+    def __init__(self, every: int, log_dir=None):
+        super().__init__()
+        self.every = every
+        self.log_dir = log_dir
+        self._events = None
+        self._epoch = 0
+        self._last = (0, 0.0)  # the steps of this epoch at the previous line, their mean loss
+
+    def on_train_begin(self, logs=None):
+        if self.log_dir:  # opened here, not in __init__, so KerasTuner can deep-copy it
+            self._events = EventFile(Path(self.log_dir) / "train")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._last = epoch, (0, 0.0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = batch + 1  # steps of this epoch; with steps_per_execution, the last of a call
+        step = self._epoch * (self.params.get("steps") or 0) + done
+        before = step - (done - self._last[0])
+        if step // self.every == before // self.every or "loss" not in (logs or {}):
+            return
+        mean = float(logs["loss"])
+        seen, seen_mean = self._last
+        loss = (done * mean - seen * seen_mean) / (done - seen)
+        self._last = (done, mean)
+        rate = _current_learning_rate(self.model)
+        print(f"step {step}: loss {loss:.4f}, learning rate {rate:.3g}", flush=True)
+        if self._events is not None:
+            self._events.write(step, scalars={"batch_loss": loss, "batch_learning_rate": rate})
+
+    def on_train_end(self, logs=None):
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+
+class WeightHistograms(keras.callbacks.Callback):
+    """Every trainable variable's values as a TensorBoard histogram and its gradient's norm
+    as a scalar (`train/gradient_norm/<variable>`), at each epoch's end (train.histograms).
+
+    The gradients are those of one fixed training batch, chosen once, at the weights the
+    epoch ended with, in inference mode (dropout off, batch norm on its moving statistics,
+    which this pass leaves unchanged): the same batch every epoch, so the norms compare
+    from epoch to epoch. They are not the gradients of the steps the epoch took; those need
+    a custom train_step. A norm that falls to 0 marks dead layers (R4.13), one that grows
+    by orders of magnitude a rate too high (U19).
+
+    Args:
+        x: the training batch as it enters the network (normalized).
+        y: its targets as the loss takes them.
+        log_dir: the run's TensorBoard folder.
+
+    Example:
+        >>> model.fit(ds, callbacks=[WeightHistograms(x[:64], y[:64], "runs/a/tensorboard")])
+    """
+
+    def __init__(self, x, y, log_dir):
+        super().__init__()
+        self.x, self.y = np.asarray(x), np.asarray(y)
+        self.log_dir = Path(log_dir)
+        self._events = None
+
+    def on_train_begin(self, logs=None):
+        self._events = EventFile(self.log_dir / "train")
+
+    def on_epoch_end(self, epoch, logs=None):
+        variables = self.model.trainable_variables
+        norms = {
+            f"gradient_norm/{variable.path}": float(np.linalg.norm(gradient))
+            for variable, gradient in zip(variables, self.gradients(), strict=True)
+            if gradient is not None
+        }
+        values = {v.path: keras.ops.convert_to_numpy(v) for v in variables}
+        self._events.write(epoch, scalars=norms, histograms=values)
+
+    def gradients(self) -> list:
+        """The gradients of the compiled loss on the fixed batch, one per trainable variable."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            outputs = self.model(self.x, training=False)
+            loss = self.model.compute_loss(x=self.x, y=self.y, y_pred=outputs, training=False)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        return [None if g is None else tf.convert_to_tensor(g).numpy() for g in gradients]
+
+    def on_train_end(self, logs=None):
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+
+def hparam_value(value):
+    """A config value as TensorBoard's HParams tab takes it: a number, a bool or a string."""
+    if hasattr(value, "item"):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value)  # lists, mappings and null, as text
+
+
+def write_hparams(log_dir, hparams: dict, metrics: dict, step: int = 0) -> None:
+    """One run's hyperparameters and its final metrics in `log_dir`, where TensorBoard's
+    HParams tab finds them and sets the runs side by side (tensorboard --logdir runs).
+
+    The folder's own event files hold only these: older ones (an earlier finish of a run
+    continued since, or a trial run again) are replaced, so each run shows once."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    log_dir = Path(log_dir)
+    for old in log_dir.glob("events.out.tfevents.*"):
+        old.unlink()
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default(step=step):
+        hp.hparams({key: hparam_value(value) for key, value in hparams.items()})
+        for tag, value in metrics.items():
+            tf.summary.scalar(tag, float(value))
+    writer.close()
+
+
+def run_hparams(config, report: dict, history: list[dict]) -> tuple[dict, dict]:
+    """A finished training's HParams: every config key (dotted) and, as its metrics, each
+    test-set number of metrics.json (`test_<metric>`), the best val loss and the epochs."""
+    from .config import iter_fields
+
+    hparams = {key: value for key, value, _ in iter_fields(config)}
+    metrics = {
+        f"test_{key}": value
+        for key, value in report["model"].items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    losses = [row["val_loss"] for row in history if "val_loss" in row]
+    if losses:
+        metrics["best_val_loss"] = min(losses)
+    metrics["epochs"] = report["epochs"]
+    return hparams, metrics
+
+
+def write_trial_hparams(trial, objective: str, log_dir) -> None:
+    """A KerasTuner trial's sampled values and its objective in `<log_dir>/trial-<id>/`
+    (a failed trial: its values alone)."""
+    scored = trial.status == "COMPLETED" and trial.score is not None
+    write_hparams(
+        Path(log_dir) / f"trial-{trial.trial_id}",
+        trial.hyperparameters.values,
+        {objective: trial.score} if scored else {},
+    )
+
+
 class EventFile:
     """A TensorBoard event file written through tf.summary: scalars with tf.summary.scalar,
     pictures with tf.summary.write as tf.summary.image writes them (the strings [width,
@@ -371,13 +537,22 @@ class EventFile:
         self._image = tf.compat.v1.SummaryMetadata()
         self._image.plugin_data.plugin_name = "images"
 
-    def write(self, step: int, scalars: dict | None = None, images: dict | None = None) -> None:
-        """One step: scalars {tag: number}, images {tag: (PNG bytes, width, height)}."""
+    def write(
+        self,
+        step: int,
+        scalars: dict | None = None,
+        images: dict | None = None,
+        histograms: dict | None = None,
+    ) -> None:
+        """One step: scalars {tag: number}, images {tag: (PNG bytes, width, height)},
+        histograms {tag: array}."""
         import tensorflow as tf
 
         with self._writer.as_default(step=step):
             for tag, value in (scalars or {}).items():
                 tf.summary.scalar(tag, float(value))
+            for tag, values in (histograms or {}).items():
+                tf.summary.histogram(tag, values)
             for tag, (png, width, height) in (images or {}).items():
                 strings = tf.constant([b"%d" % width, b"%d" % height, png])
                 tf.summary.write(tag, strings, metadata=self._image)

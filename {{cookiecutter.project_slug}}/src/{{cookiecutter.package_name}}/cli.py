@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import runs
+from . import runlog, runs
 from .config import Config, build_config, describe
 from .errors import UsageError
 
@@ -29,6 +29,7 @@ COMMANDS = {
     "evaluate": "re-evaluate a finished run (run.name=...) on the whole test set",
     "tune": "random search over learning rate, width, depth, dropout, ... (R5); resumable",
     "ensemble": "train ensemble.members seeds on one split; score their average (R6.1)",
+    "distill": "train a student on distill.teacher's softened outputs, next to it alone (R6.2)",
     "learning-curve": "train on 25/50/100% of the training split: would more data help? (R4.1)",
     "compare": "finished runs side by side: differing keys, test metric, best val loss",
     "predict": "a finished run (run.name=...) predicts on predict.input: image, folder or CSV",
@@ -68,7 +69,7 @@ def run(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     command = shlex.join([sys.executable, "-m", __package__, *argv])  # recorded in the run
     if config.train.strategy == "multi_worker":
-        if args.command in ("tune", "ensemble", "learning-curve"):
+        if args.command in ("tune", "ensemble", "distill", "learning-curve"):
             raise UsageError(
                 f"train.strategy=multi_worker trains one model on several machines; {args.command}"
                 " runs its trainings one machine each (tune spreads trials: docs/tuning.md)"
@@ -79,8 +80,10 @@ def run(argv: list[str]) -> int:
                     "train.strategy=multi_worker runs on JAX: pip install -e '.[multiworker]'"
                 )
             os.environ.setdefault("KERAS_BACKEND", "jax")
-    # Locked before TensorFlow loads: a second writer is refused at once.
-    with runs.locked(locked_folder(args.command, config), command):
+    # Locked before TensorFlow loads: a second writer is refused at once. Only then is what
+    # the command prints copied into the run folder's train.log (runlog.py).
+    folder = locked_folder(args.command, config)
+    with runs.locked(folder, command), runlog.recorded(folder, command):
         return dispatch(args.command, config, command)
 
 
@@ -127,6 +130,10 @@ def dispatch(name: str, config: Config, command: str) -> int:
         from .ensemble import ensemble
 
         return ensemble(config, command)
+    if name == "distill":
+        from .distill import distill
+
+        return distill(config, command)
     if name == "compare":
         from .compare import compare
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,12 +41,13 @@ IMAGE_AUGMENTATIONS = (
 TABLE_AUGMENTATIONS = ("noise",)
 LABEL_MIXING = ("mixup", "cutmix")  # augmentations that mix labels: class probabilities out
 REGRESSION_LOSSES = ("mse", "mae", "huber")
+TRANSFORMS = ("log1p", "tanh")  # data.transform's squashing functions (U7)
 
 
 def _field(default, help: str):
     """A dataclass field whose help text is the reason for its default."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -88,6 +90,17 @@ class DataConfig:
     )
     augment_strength: float = _field(
         1.0, "scales every augmentation's range (docs/configuration.md lists the ranges at 1)"
+    )
+    sampling: str = _field(
+        "none",
+        "classification training batches: none | oversample draws every class equally often "
+        "(imbalance, T2; epochs keep their length, validation and test stay as they are)",
+    )
+    transform: dict[str, str] = _field(
+        {},
+        "tables: squash heavy-tailed numeric columns before normalizing (U7), {column: log1p "
+        "| tanh}: log1p is sign(x) log1p(|x|), tanh is tanh((x - median) / C) with C fitted on "
+        "the training split; inspect's heavy_tailed_feature names the columns",
     )
     missing: str = _field(
         "error", "missing numeric CSV values: error stops, mean fills with the training mean"
@@ -193,8 +206,18 @@ class TrainConfig:
     label_smoothing: float = _field(
         0.0, "classification: soft targets, (1 - s) on the label and s spread over all (T7)"
     )
-    class_weight: str = _field(
-        "none", "none | balanced: each class weighs as much in the loss as the others (T2)"
+    class_weight: str | dict[str, float] = _field(
+        "none",
+        "none | balanced: each class weighs as much in the loss as the others (T2) | a mapping "
+        "{label: weight} (labels as the data names them; a label left out weighs 1)",
+    )
+    histograms: bool = _field(
+        False,
+        "TensorBoard: every weight's histogram and every gradient's norm (on one fixed "
+        "training batch) at each epoch's end",
+    )
+    log_every_steps: int = _field(
+        0, "print and log to TensorBoard the training loss and rate every N steps (U13); 0 = off"
     )
 
 
@@ -227,6 +250,32 @@ class TuneConfig:
 class EnsembleConfig:
     members: int = _field(
         5, "models trained with seeds seed, seed+1, ... on one split; 3-5 give most of the gain"
+    )
+    from_search: str = _field(
+        "",
+        "a finished make tune's run.name: its ensemble.top_k best trials are the members, "
+        "their saved weights reused (no retraining); empty: ensemble.members seeds",
+    )
+    top_k: int = _field(3, "with ensemble.from_search: how many of the best trials to average")
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = _field(
+        "",
+        "run.name (under run.dir) of a finished train or ensemble run whose softened "
+        "probabilities the student learns (R6.2, T16); the student is the model.* config",
+    )
+    temperature: float = _field(
+        4.0, "softens both distributions, so the teacher's small probabilities carry weight"
+    )
+    alpha: float = _field(
+        0.9, "weight of the soft (teacher) term; 1 - alpha goes to cross-entropy on the labels"
+    )
+    alone: str = _field(
+        "",
+        "run.name of the same student config trained on the labels alone, to compare with; "
+        "empty: distill trains it too, into <run.dir>/<run.name>/alone/",
     )
 
 
@@ -271,6 +320,7 @@ class Config:
     check: CheckConfig = field(default_factory=CheckConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
@@ -305,6 +355,7 @@ def describe() -> str:
     return "\n".join(lines)
 
 
+@functools.cache  # the classes never change; every key set asks, so a saved config is fast
 def _leaf_types() -> dict[str, type]:
     hints = {}
     for key, _, f in iter_fields(Config()):
@@ -323,6 +374,10 @@ def _owner_class(key: str):
 def _coerce(key: str, value, kind):
     """Converts a YAML or command-line value to the field's type, or says what was expected."""
     text = repr(value)
+    if typing.get_origin(kind) is types.UnionType and type(None) not in typing.get_args(kind):
+        # str | dict[str, float]: a mapping, or text of label:weight pairs, takes the dict arm
+        plain, mapping = typing.get_args(kind)
+        kind = mapping if isinstance(value, dict) or ":" in str(value) else plain
     if typing.get_origin(kind) is types.UnionType:  # X | None: null clears it
         if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "")):
             return None
@@ -365,6 +420,31 @@ def _coerce(key: str, value, kind):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return list(value)
+    elif kind == dict[str, float]:
+        if isinstance(value, dict) and all(v is None for v in value.values()):
+            value = ",".join(map(str, value))  # YAML reads {cat:3,dog:1} as keys "cat:3", "dog:1"
+        if isinstance(value, str):
+            pairs = [pair.rpartition(":") for pair in value.strip("{} ").split(",") if pair.strip()]
+            value = {label.strip(): weight.strip() for label, _, weight in pairs}
+        if isinstance(value, dict):
+            try:  # YAML reads labels such as 1 or yes as numbers or booleans: labels are text
+                return {
+                    (str(k).lower() if isinstance(k, bool) else str(k)): _coerce(key, v, float)
+                    for k, v in value.items()
+                }
+            except UsageError:
+                pass
+        raise UsageError(f"config key {key} expects a mapping of label: number, got {text}")
+    elif kind == dict[str, str]:
+        if value is None or isinstance(value, str):  # also column:function,column:function
+            value = dict.fromkeys(part for part in (value or "").strip("{} ").split(",") if part)
+        if isinstance(value, dict):
+            pairs = {}
+            for column, function in value.items():
+                if function is None:  # YAML reads {income:log1p} (no space) as one key
+                    column, _, function = str(column).rpartition(":")
+                pairs[str(column).strip()] = str(function).strip()
+            return pairs
     elif kind == list[int]:
         if isinstance(value, str):
             value = [v for v in value.replace("x", ",").split(",") if v.strip()]
@@ -400,8 +480,9 @@ def _set(config: Config, key: str, value) -> None:
 
 def _flatten(mapping: dict, prefix: str = "") -> dict:
     flat = {}
+    leaves = _leaf_types()  # a key whose value is a mapping (train.class_weight) stays whole
     for key, value in mapping.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{key}" not in leaves:
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
@@ -470,6 +551,9 @@ def validate(config: Config) -> None:
     )
     _check(bool(d.cache.strip()), "data.cache is empty; use none, memory or a folder")
     _check(d.max_examples >= 0, f"data.max_examples must be >= 0; got {d.max_examples}")
+    for column, function in d.transform.items():
+        _check(bool(column), "data.transform takes {column: function} pairs, e.g. {income: log1p}")
+        _one_of(f"data.transform of {column!r}", function, TRANSFORMS)
     for name in d.augment:
         _one_of("data.augment", name, (*IMAGE_AUGMENTATIONS, *TABLE_AUGMENTATIONS))
     _check(len(set(d.augment)) == len(d.augment), f"data.augment repeats a name: {d.augment}")
@@ -516,13 +600,34 @@ def validate(config: Config) -> None:
     _one_of("train.precision", t.precision, PRECISIONS)
     _one_of("train.jit_compile", t.jit_compile, ("auto", "true", "false"))
     _check(t.steps_per_execution >= 1, "train.steps_per_execution must be >= 1")
+    _check(t.log_every_steps >= 0, f"train.log_every_steps must be >= 0; got {t.log_every_steps}")
+    _check(
+        not (t.histograms and t.strategy == "multi_worker"),
+        "train.histograms takes gradients with TensorFlow; multi_worker runs on JAX",
+    )
     _check(0 < t.fraction <= 1, f"train.fraction must be in (0, 1]; got {t.fraction}")
     _one_of("train.loss", t.loss, ("auto", *CLASSIFICATION_LOSSES, *REGRESSION_LOSSES))
     _check(
         0 <= t.label_smoothing < 1,
         f"train.label_smoothing must be in [0, 1); got {t.label_smoothing}",
     )
-    _one_of("train.class_weight", t.class_weight, ("none", "balanced"))
+    if isinstance(t.class_weight, dict):
+        for label, weight in t.class_weight.items():
+            _check(
+                0 < weight < float("inf"),
+                f"train.class_weight: the weight of {label!r} must be > 0; got {weight}",
+            )
+    else:
+        _one_of("train.class_weight", t.class_weight, ("none", "balanced"))
+    _one_of("data.sampling", d.sampling, ("none", "oversample"))
+    _check(
+        d.sampling == "none" or d.task != "regression",
+        "data.sampling=oversample balances classes; data.task=regression has none",
+    )
+    _check(
+        d.sampling == "none" or t.class_weight == "none",
+        "data.sampling=oversample and train.class_weight both correct the imbalance; use one",
+    )
     for key, value in (
         ("tune.max_trials", config.tune.max_trials),
         ("tune.epochs", config.tune.epochs),
@@ -532,6 +637,15 @@ def validate(config: Config) -> None:
     _one_of("tune.objective", config.tune.objective, ("val_loss", "val_accuracy", "val_mae"))
     _check(d.split_seed is None or d.split_seed >= 0, "data.split_seed must be >= 0 or null")
     _check(config.ensemble.members >= 2, "ensemble.members must be >= 2")
+    _check(config.ensemble.top_k >= 2, f"ensemble.top_k must be >= 2; got {config.ensemble.top_k}")
+    _check(
+        config.distill.temperature > 0,
+        f"distill.temperature must be > 0; got {config.distill.temperature}",
+    )
+    _check(
+        0 <= config.distill.alpha <= 1,
+        f"distill.alpha must be in [0, 1]; got {config.distill.alpha}",
+    )
     _check(config.check.sample >= 10, f"check.sample must be >= 10; got {config.check.sample}")
     _check(
         bool(r.name) and "/" not in r.name and r.name not in (".", ".."),
@@ -555,6 +669,8 @@ RESUMABLE = (
     "train.strategy",
     "train.jit_compile",
     "train.steps_per_execution",
+    "train.histograms",
+    "train.log_every_steps",
     "check.before_train",
     "run.overwrite",
     "run.extend",

@@ -93,6 +93,8 @@ class Data:
     target_std: float = 1.0
     # Per-class weights of the training loss (train.class_weight), or None.
     class_weight: np.ndarray | None = None
+    # How training batches draw the classes (data.sampling): none, or oversample (equally often).
+    sampling: str = "none"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -120,16 +122,25 @@ class Data:
         return np.maximum(counts, 1) / max(counts.sum(), 1)
 
     @property
-    def output_bias(self) -> np.ndarray:
-        """Initial output bias (R2.5): log class priors, or the (scaled) training target mean.
-
-        With class weights, the priors as the weighted loss sees them (uniform when balanced):
-        the constant output that minimizes the training loss at init."""
-        if self.task == "classification":
+    def training_priors(self) -> np.ndarray:
+        """The class priors as the training loss sees them: the split's, uniform when the
+        batches draw every class equally often (data.sampling=oversample), then reweighted by
+        the class weights (uniform when balanced). The one place both corrections meet."""
+        if self.sampling == "oversample":
+            priors = np.full(self.num_outputs, 1.0 / self.num_outputs)
+        else:
             priors = self.class_priors
-            if self.class_weight is not None:
-                priors = priors * self.class_weight / np.sum(priors * self.class_weight)
-            return np.log(priors).astype(np.float32)
+        if self.class_weight is not None:
+            priors = priors * self.class_weight / np.sum(priors * self.class_weight)
+        return priors
+
+    @property
+    def output_bias(self) -> np.ndarray:
+        """Initial output bias (R2.5): the log of the training priors (training_priors), or the
+        (scaled) training target mean: the constant output that minimizes the training loss
+        at init."""
+        if self.task == "classification":
+            return np.log(self.training_priors).astype(np.float32)
         return np.array([scale_targets(self, self.train.y).mean()], dtype=np.float32)
 
     def normalize(self, x):
@@ -319,11 +330,14 @@ def _csv_rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
     def nonblank():
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
-                for row in csv.reader(handle):
+                reader = csv.reader(handle)
+                for row in reader:
                     if any(cell.strip() for cell in row):
                         yield row
         except (OSError, UnicodeDecodeError) as err:
             raise UsageError(f"cannot read CSV {path}: {err.__class__.__name__}") from None
+        except csv.Error as err:  # a NUL byte, a field over the csv module's size limit
+            raise UsageError(f"CSV {path} line {reader.line_num}: {err}") from None
 
     rows = nonblank()
     header, first = next(rows, None), next(rows, None)
@@ -527,15 +541,25 @@ def _check_classes(y: np.ndarray, class_names: list[str]) -> None:
 def split_indices(y: np.ndarray, task: str, val_fraction: float, test_fraction: float, seed: int):
     """Seeded train/val/test indices, stratified by class for classification."""
     index = np.arange(len(y))
-    stratify = y if task == "classification" else None
-    rest, test = train_test_split(
-        index, test_size=test_fraction, stratify=stratify, random_state=seed
-    )
-    stratify = y[rest] if task == "classification" else None
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1 - test_fraction), stratify=stratify, random_state=seed
-    )
+    rest, test = _split(index, y, task, seed, "data.test_fraction", test_size=test_fraction)
+    val_size = val_fraction / (1 - test_fraction)
+    train, val = _split(rest, y, task, seed, "data.val_fraction", test_size=val_size)
     return train, val, test
+
+
+def _split(index: np.ndarray, y: np.ndarray, task: str, seed: int, key: str, **size):
+    """train_test_split of index, stratified for classification; a split that cannot be made
+    (fewer examples on one side than classes, a class of one example) is one line naming
+    the key that sets its size."""
+    stratify = y[index] if task == "classification" else None
+    try:
+        return train_test_split(index, stratify=stratify, random_state=seed, **size)
+    except ValueError as err:
+        classes = len(np.unique(y[index]))
+        raise UsageError(
+            f"cannot make a stratified split of {len(index)} examples of {classes} classes "
+            f"({err}); add examples of the rarest classes or change {key}"
+        ) from None
 
 
 def training_fraction(train, y, task: str, fraction: float, seed: int) -> np.ndarray:
@@ -632,12 +656,8 @@ def load(
     kind, features = source.kind, source.feature_names
     del source  # `every` holds the inputs from here, so a table is freed once it is split
     if 0 < d.max_examples < len(y):
-        stratify = y if task == "classification" else None
-        keep, _ = train_test_split(
-            np.arange(len(y)),
-            train_size=d.max_examples,
-            stratify=stratify,
-            random_state=split_seed,
+        keep, _ = _split(
+            np.arange(len(y)), y, task, split_seed, "data.max_examples", train_size=d.max_examples
         )
         every = every.subset(np.sort(keep))
 
@@ -676,9 +696,37 @@ def load(
     if task == "regression":
         data.target_mean = float(data.train.y.mean())
         data.target_std = float(data.train.y.std()) or 1.0
-    elif config.train.class_weight == "balanced":  # n / (classes x n_c), as scikit-learn's
-        data.class_weight = 1.0 / (data.num_outputs * data.class_priors)
+    data.class_weight = class_weight(config.train.class_weight, data)
+    data.sampling = _sampling(d, data)
     return data
+
+
+def class_weight(setting: str | dict[str, float], data: Data) -> np.ndarray | None:
+    """train.class_weight as one weight per class: none, balanced (n / (classes x n_c), as
+    scikit-learn's), or a mapping from the labels the user sees to weights (others weigh 1)."""
+    if isinstance(setting, dict) and data.task != "classification":
+        raise UsageError(f"train.class_weight weighs classes; {data.source} is regression")
+    if setting == "none" or data.task != "classification":
+        return None
+    if setting == "balanced":
+        return 1.0 / (data.num_outputs * data.class_priors)
+    unknown = [label for label in setting if label not in data.class_names]
+    if unknown:
+        raise UsageError(
+            f"train.class_weight names {unknown[0]!r}, not a class of {data.source} "
+            f"({', '.join(data.class_names)})"
+        )
+    return np.array([float(setting.get(name, 1.0)) for name in data.class_names])
+
+
+def _sampling(d: DataConfig, data: Data) -> str:
+    """data.sampling, refused where it cannot apply: a regression target has no classes, and a
+    cache of decoded files is read in its own order, not drawn from by index."""
+    if d.sampling == "oversample" and data.task != "classification":
+        raise UsageError(f"data.sampling=oversample balances classes; {data.source} is regression")
+    if d.sampling == "oversample" and data.streamed and d.cache != "none":
+        raise UsageError("data.sampling=oversample draws image files by index; use data.cache=none")
+    return d.sampling
 
 
 def input_statistics(data: Data, sample: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

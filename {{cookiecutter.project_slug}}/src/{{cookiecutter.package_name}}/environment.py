@@ -1,5 +1,7 @@
 """What a run ran on: library versions, devices, and the git commit of the code
-(`<run>/environment.json`), so a result can be traced to the software that produced it."""
+(`<run>/environment.json`), so a result can be traced to the software that produced it.
+Commands other than train that write into a run folder record theirs beside it, as
+`environment-<command>.json`: evaluate shares its folder with the training it scores."""
 
 from __future__ import annotations
 
@@ -76,10 +78,10 @@ def describe_environment(folder: Path) -> dict:
     }
 
 
-def write_environment(run_dir: Path, folder: Path | None = None) -> Path:
-    """environment.json in the run folder; `folder` (default: this package's) names the code
-    whose git commit is recorded."""
+def write_environment(run_dir: Path, folder: Path | None = None, command: str = "train") -> Path:
+    """environment.json (train) or environment-<command>.json in the run folder; `folder`
+    (default: this package's) names the code whose git commit is recorded."""
     about = describe_environment(folder or Path(__file__).resolve().parent)
-    path = run_dir / "environment.json"
+    path = run_dir / ("environment.json" if command == "train" else f"environment-{command}.json")
     runs.write_json(path, about)
     return path

@@ -23,6 +23,7 @@ from . import config as config_lib
 from . import pictures, runs
 from .config import Config
 from .data import Data, ImageFiles, Split, load, scale_targets
+from .environment import write_environment
 from .errors import UsageError
 from .images import broken_file_message, decoded_chunks
 from .models import predict_outputs
@@ -462,5 +463,6 @@ def evaluate(config: Config) -> int:
         except ValueError:  # damaged (written by a version that wrote it in place)
             print(f"{previous} is damaged: rewriting it from this evaluation alone")
     write_metrics(report, run_dir)
+    write_environment(run_dir, command="evaluate")  # beside the training's environment.json
     print(f"test set ({report['test_examples']} examples):\n{headline(report)}")
     return 0

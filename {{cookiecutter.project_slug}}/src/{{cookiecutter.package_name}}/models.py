@@ -9,6 +9,7 @@ and a small output kernel, so the loss at init is the one predicted by the prior
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -71,6 +72,139 @@ class TabularInput(layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="recipe")
+class SquashColumns(layers.Layer):
+    """Squashes heavy-tailed numeric columns (data.transform, U7) and standardizes them again.
+
+    The network takes columns standardized with their raw training mean and std (the
+    pipeline, with_preprocessing), so this layer first undoes that for its columns, applies
+    sign(x) log1p(|x|) (log1p; signed, so negative values stay finite) or
+    tanh((x - center) / spread) (tanh), then standardizes the result with its training mean
+    and std. Other columns pass through unchanged. Being part of the model, it goes wherever
+    model.keras goes: evaluate, predict and the exported SavedModel.
+
+    Args:
+        num_columns: the width of the input.
+        columns: the squashed columns' indices.
+        functions: "log1p" or "tanh", one per column.
+        raw_mean, raw_std: the standardization the input arrives with, per column.
+        center, spread: tanh's shift and scale, per column (0 and 1 for log1p).
+        mean, std: the squashed values' training mean and std, per column.
+    """
+
+    def __init__(
+        self,
+        num_columns,
+        columns,
+        functions,
+        raw_mean,
+        raw_std,
+        center,
+        spread,
+        mean,
+        std,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_columns, self.columns = int(num_columns), [int(c) for c in columns]
+        self.functions = [str(f) for f in functions]
+        self.statistics = {
+            name: [float(v) for v in values]
+            for name, values in zip(
+                ("raw_mean", "raw_std", "center", "spread", "mean", "std"),
+                (raw_mean, raw_std, center, spread, mean, std),
+                strict=True,
+            )
+        }
+        # Full-width constants, identities on the columns left alone, so one vectorized
+        # expression serves any number of columns.
+        identity = dict(raw_mean=0.0, raw_std=1.0, center=0.0, spread=1.0, mean=0.0, std=1.0)
+        self.full = {}
+        for name, values in self.statistics.items():
+            full = np.full(self.num_columns, identity[name], np.float32)
+            full[self.columns] = values
+            self.full[name] = full
+        self.is_log = np.isin(np.arange(self.num_columns), self._chosen("log1p"))
+        self.is_tanh = np.isin(np.arange(self.num_columns), self._chosen("tanh"))
+
+    def _chosen(self, function: str) -> list[int]:
+        return [c for c, f in zip(self.columns, self.functions, strict=True) if f == function]
+
+    def call(self, x):
+        f = self.full
+        raw = x * f["raw_std"] + f["raw_mean"]
+        logged = keras.ops.sign(raw) * keras.ops.log1p(keras.ops.abs(raw))
+        squashed = keras.ops.tanh((raw - f["center"]) / f["spread"])
+        values = keras.ops.where(self.is_log, logged, keras.ops.where(self.is_tanh, squashed, x))
+        return (values - f["mean"]) / f["std"]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_columns": self.num_columns,
+            "columns": self.columns,
+            "functions": self.functions,
+            **self.statistics,
+        }
+
+
+def squash(values: np.ndarray, function: str, center: float = 0.0, spread: float = 1.0):
+    """SquashColumns's functions in numpy, for fitting it."""
+    if function == "log1p":
+        return np.sign(values) * np.log1p(np.abs(values))
+    return np.tanh((values - center) / spread)
+
+
+def _transform_column(data: Data, name: str) -> int:
+    """The index of data.transform's column `name`; a missing or text column is a UsageError."""
+    if name not in data.feature_names:
+        close = difflib.get_close_matches(name, data.feature_names, n=1)
+        shown = ", ".join(data.feature_names[:8]) + (", ..." if len(data.feature_names) > 8 else "")
+        hint = f"did you mean {close[0]!r}?" if close else f"columns: {shown}"
+        raise UsageError(f"data.transform: {data.source} has no column {name!r} ({hint})")
+    column = data.feature_names.index(name)
+    if column in data.categorical:
+        raise UsageError(
+            f"data.transform: column {name!r} holds text (categories); only numbers are squashed"
+        )
+    return column
+
+
+def squash_columns(data: Data, transform: dict[str, str]) -> SquashColumns | None:
+    """data.transform as a SquashColumns layer fitted on the training split, or None.
+
+    tanh's center is the training median and its spread the larger distance from the median
+    to the 2.5th or 97.5th percentile, so 95% of the training values stay off tanh's flat
+    ends (|tanh| < 0.76) and only the tail is squeezed."""
+    if not transform:
+        return None
+    if data.kind == "image":
+        raise UsageError(f"data.transform squashes table columns; {data.source} holds images")
+    columns = [_transform_column(data, name) for name in transform]
+    statistics = []
+    for column, function in zip(columns, transform.values(), strict=True):
+        raw = data.train.x[:, column].astype(np.float64)
+        center, spread = 0.0, 1.0
+        if function == "tanh":
+            center = float(np.median(raw))
+            low, high = np.percentile(raw, [2.5, 97.5])
+            spread = float(max(high - center, center - low)) or float(raw.std()) or 1.0
+        values = squash(raw, function, center, spread)
+        std = float(values.std())
+        raw_mean, raw_std = float(data.mean[column]), float(data.std[column])
+        statistics.append(
+            (raw_mean, raw_std, center, spread, float(values.mean()), std if std > 1e-7 else 1.0)
+        )
+    return SquashColumns(
+        data.input_shape[-1],
+        columns,
+        list(transform.values()),
+        *zip(*statistics, strict=True),
+        dtype="float32",  # raw amounts overflow float16 under mixed precision
+        name="squash",
+    )
+
+
 def dense(units: int, name: str | None = None) -> layers.Dense:
     """A hidden layer: ReLU, He init, bias."""
     return layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=name)
@@ -101,8 +235,10 @@ def output_layer(num_outputs: int, output_bias) -> layers.Dense:
     )
 
 
-def _features(inputs, categorical: dict[int, int] | None, input_dropout: float = 0.0):
+def _features(inputs, categorical: dict[int, int] | None, input_dropout: float = 0.0, squash=None):
     x = layers.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
+    if squash is not None:
+        x = squash(x)
     if categorical:
         x = TabularInput(list(categorical), list(categorical.values()), inputs.shape[-1])(x)
     if input_dropout:
@@ -111,11 +247,12 @@ def _features(inputs, categorical: dict[int, int] | None, input_dropout: float =
 
 
 def linear(
-    input_shape, num_outputs, output_bias, categorical=None, input_dropout=0.0
+    input_shape, num_outputs, output_bias, categorical=None, input_dropout=0.0, squash=None
 ) -> keras.Model:
-    """The simplest model that can fit: a linear map to the logits (logistic/linear regression)."""
+    """The simplest model that can fit: a linear map to the logits (logistic/linear regression).
+    `squash`: a SquashColumns layer (data.transform) applied first, or None."""
     inputs = keras.Input(input_shape)
-    x = _features(inputs, categorical, input_dropout)
+    x = _features(inputs, categorical, input_dropout, squash)
     return keras.Model(inputs, output_layer(num_outputs, output_bias)(x), name="linear")
 
 
@@ -128,11 +265,12 @@ def mlp(
     depth=2,
     dropout_rate=0.0,
     input_dropout=0.0,
+    squash=None,
 ):
     """`depth` ReLU layers of `width` units, optional dropout on the inputs and after each
-    layer (R4.9, T10)."""
+    layer (R4.9, T10); `squash` as for linear."""
     inputs = keras.Input(input_shape)
-    x = _features(inputs, categorical, input_dropout)
+    x = _features(inputs, categorical, input_dropout, squash)
     for i in range(depth):
         x = dense(width, name=f"dense_{i}")(x)
         if dropout_rate:
@@ -285,8 +423,13 @@ def build_model(config: Config, data: Data) -> keras.Model:
     ):
         if rate and name not in takers:  # said, not silently ignored
             raise UsageError(f"model.{key} applies to {' and '.join(takers)}, not {name}")
+    squash = squash_columns(data, config.data.transform)
+    if squash is not None and name not in ("linear", "mlp"):
+        raise UsageError(f"data.transform applies to linear and mlp, not {name}")
     if name == "linear":
-        return linear(**common, categorical=data.categorical, input_dropout=m.input_dropout)
+        return linear(
+            **common, categorical=data.categorical, input_dropout=m.input_dropout, squash=squash
+        )
     if name == "mlp":
         return mlp(
             **common,
@@ -295,6 +438,7 @@ def build_model(config: Config, data: Data) -> keras.Model:
             depth=m.depth,
             dropout_rate=m.dropout_rate,
             input_dropout=m.input_dropout,
+            squash=squash,
         )
     if name == "convnet":
         return convnet(

@@ -165,8 +165,45 @@ def augmenter(data: Data, names, strength: float, seed: int):
     return augment
 
 
+def epoch_orders(n: int, seed: int, balance=None):
+    """number -> epoch `number`'s order of a split's n examples, seeded by (seed, number) alone:
+    the same on every device and process, and for a resumed run.
+
+    A permutation; or, given `balance` (the split's class labels, data.sampling=oversample),
+    n draws that take every class equally often (T2): each class's examples in a seeded
+    order, cycled as often as its share needs (a rare class repeats, a common one shows part
+    of itself each epoch), then mixed. An epoch keeps its n examples, so its steps."""
+    import tensorflow as tf
+
+    if balance is None:
+
+        def permutation(number):
+            key = tf.stack([tf.constant(seed, tf.int64), number])
+            return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key)
+
+        return permutation
+
+    labels = np.asarray(balance)
+    members = np.argsort(labels, kind="stable")  # example indices grouped by class
+    _, starts, counts = np.unique(labels[members], return_index=True, return_counts=True)
+    slot, classes = np.arange(n), len(counts)
+    # Slot i draws class i mod K, the (i div K)-th of that class's draws this epoch.
+    position = starts[slot % classes] + (slot // classes) % counts[slot % classes]
+    group = np.repeat(np.arange(classes, dtype=np.float64), counts)
+
+    def balanced(number):
+        key = tf.stack([tf.constant(seed, tf.int64), number])
+        within, mixed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        # Sorting group + u, u in [0, 1), shuffles inside each class and keeps classes apart.
+        u = tf.random.stateless_uniform([n], within, dtype=tf.float64)
+        shuffled = tf.gather(members, tf.argsort(group + u))
+        return tf.random.experimental.stateless_shuffle(tf.gather(shuffled, position), mixed)
+
+    return balanced
+
+
 def _file_batches(
-    files: ImageFiles, y, batch_size, *, shuffle, seed, first_epoch, whole_batches, cache
+    files: ImageFiles, y, batch_size, *, shuffle, seed, first_epoch, whole_batches, cache, balance
 ):
     """Batches of uint8 images decoded from files; with shuffle, an endless stream of epochs."""
     import tensorflow as tf
@@ -205,11 +242,10 @@ def _file_batches(
             batch_size, drop_remainder=whole_batches
         )
 
+    orders = epoch_orders(n, seed, balance)
+
     def epoch(number):
-        # Epoch e's order is seeded by (seed, e): the same on every device and process.
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
-        )
+        order = orders(number)
         examples = tf.data.Dataset.from_tensor_slices(
             (tf.gather(paths, order), tf.gather(labels, order))
         )
@@ -238,7 +274,9 @@ def _cache_file(folder: str, files: ImageFiles) -> str:
     return str(prefix)
 
 
-def _array_batches(x, y, batch_size, *, shuffle, seed, first_epoch, whole_batches, scale=None):
+def _array_batches(
+    x, y, batch_size, *, shuffle, seed, first_epoch, whole_batches, balance, scale=None
+):
     """Batches of arrays in memory, normalized by scale = (mean, std) if given; with shuffle,
     an endless stream of epochs.
 
@@ -266,6 +304,7 @@ def _array_batches(x, y, batch_size, *, shuffle, seed, first_epoch, whole_batche
             return tf.raw_ops.Identity(input=copy)
 
     y = np.asarray(y)
+    orders = epoch_orders(len(y), seed, balance)
     x, y = tensor(x, np.float32, scale), tensor(y, y.dtype)
     # tf.data's default graph rewrites would copy the split into the rewritten graph for
     # every iterator (each validation pass too); none of them speeds up these few ops.
@@ -282,10 +321,7 @@ def _array_batches(x, y, batch_size, *, shuffle, seed, first_epoch, whole_batche
         return tf.gather(x, index), tf.gather(y, index)
 
     def epoch(number):
-        # Epoch e's order is seeded by (seed, e): the same on every device and process.
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), number])
-        )
+        order = orders(number)
         batch_orders = tf.reshape(order[:whole], (full, batch_size))
         batches = (
             tf.data.Dataset.from_tensor_slices(batch_orders)
@@ -317,7 +353,8 @@ def make_dataset(
     cache: str = "none",
 ):
     """Batches of a split: in order and once through, or, with shuffle, an endless stream of
-    epochs, each a fresh permutation of the whole split. Fit the stream with
+    epochs, each a fresh permutation of the whole split (with data.sampling=oversample, draws
+    that take every class equally often: epoch_orders). Fit the stream with
     steps_per_epoch=steps_per_epoch(split, batch_size, whole_batches). Epoch e's order
     depends on (seed, e) alone, and the stream starts at first_epoch: a resumed or
     continued run that passes the epochs it has done sees the orders an uninterrupted run
@@ -339,7 +376,15 @@ def make_dataset(
     y = scale_targets(data, split.y)
     if shuffle and whole_batches and len(y) < batch_size:
         raise UsageError(f"{len(y)} training examples make no whole batch of {batch_size}")
-    order = dict(shuffle=shuffle, seed=seed, first_epoch=first_epoch, whole_batches=whole_batches)
+    # Training streams of data.sampling=oversample draw the classes equally often (T2).
+    balance = y if shuffle and data.sampling == "oversample" else None
+    order = dict(
+        shuffle=shuffle,
+        seed=seed,
+        first_epoch=first_epoch,
+        whole_batches=whole_batches,
+        balance=balance,
+    )
     if isinstance(split.x, ImageFiles):
         dataset = _file_batches(split.x, y, batch_size, cache=cache, **order)
         mean, std = tf.constant(data.mean), tf.constant(data.std)

@@ -23,15 +23,19 @@ from .callbacks import (
     NaNGuard,
     PredictionPanel,
     SaveBudget,
+    StepLog,
+    WeightHistograms,
     load_seed_states,
     read_history,
     readable_backup,
     restore_backup,
+    run_hparams,
     save_seed_states,
     unreadable_checkpoint,
+    write_hparams,
 )
 from .config import Config
-from .data import Data, load, unscale_targets
+from .data import Data, load, scale_targets, unscale_targets
 from .devices import describe, make_strategy, process_id, set_precision, stop_workers
 from .environment import write_environment
 from .errors import UsageError
@@ -201,11 +205,24 @@ def make_callbacks(
         EpochTensorBoard(str(run_dir / "tensorboard")),
         panel,
     ]
+    if config.train.log_every_steps:  # feedback per update between the epoch lines (U13)
+        callbacks.append(StepLog(config.train.log_every_steps, run_dir / "tensorboard"))
+    if config.train.histograms:  # the split's first batch (it is shuffled), the same each epoch
+        first = slice(0, config.train.batch_size)
+        x, y = data.normalize(data.train.x[first]), scale_targets(data, data.train.y[first])
+        callbacks.append(WeightHistograms(x, y, run_dir / "tensorboard"))
     return callbacks, guard
 
 
-def train(config: Config, command: str) -> int:
-    """Trains config's model on config's data; returns the exit status."""
+def train(
+    config: Config,
+    command: str,
+    *,
+    compile_with=compile_model,
+    training_data=training_stream,
+) -> int:
+    """Trains config's model on config's data; returns the exit status. Distillation (R6.2)
+    passes its own loss (compile_with) and targets (training_data, same arguments)."""
     runs.allow_cut(True)  # a stop signal before the fit cuts at once: nothing trained is lost
     multi_worker = config.train.strategy == "multi_worker"
     if multi_worker and process_id() > 0:  # the chief (process 0) writes the run itself
@@ -251,7 +268,7 @@ def train(config: Config, command: str) -> int:
     fine_tuning = bool(phases) and phases[0][0] == "fine_tune"
     with strategy.scope():
         model = build_model(config, data)
-        compile_model(model, config, data, steps)
+        compile_with(model, config, data, steps)
         if fine_tuning:
             start_fine_tuning(model, config, data, steps)
         if state == "extend":  # weights and optimizer state of the last epoch (R6.3, U1)
@@ -330,7 +347,7 @@ def train(config: Config, command: str) -> int:
         callbacks, guard = make_callbacks(config, data, run_dir, initial_logs, phase)
         try:
             model.fit(
-                training_stream(config, data, first_epoch=done),
+                training_data(config, data, first_epoch=done),
                 validation_data=val_ds,
                 epochs=last_epoch,
                 steps_per_epoch=steps,  # the stream is endless
@@ -383,6 +400,8 @@ def train(config: Config, command: str) -> int:
         history_figure(
             history, run_dir / "history.png", f"{run_dir.name}: {model.name} on {data.source}"
         )
+    # TensorBoard's HParams tab: this run's config and results beside the other runs'.
+    write_hparams(run_dir / "tensorboard", *run_hparams(config, report, history), report["epochs"])
     # Kept until now: a run killed while it saved and evaluated resumes from it and ends.
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
 

@@ -23,10 +23,11 @@ import yaml
 
 from . import config as config_lib
 from . import models, runs
-from .callbacks import NaNGuard
+from .callbacks import NaNGuard, write_trial_hparams
 from .config import Config
 from .data import Data, load
 from .devices import make_strategy, set_precision
+from .environment import write_environment
 from .errors import UsageError
 from .pipeline import make_dataset, steps_per_epoch
 from .seeding import seed_everything
@@ -44,14 +45,18 @@ class Range:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of a few ordered values (widths and batch sizes in multiples of 8, T9)."""
+    """One of a few values: ordered numbers (widths and batch sizes in multiples of 8, T9), or
+    names with no order (ordered=False: optimizers), which have no edge to warn about."""
 
     values: tuple
+    ordered: bool = True
 
 
 # The search space: dotted config keys and their ranges. Edit here to change it. The
 # learning rate comes first because it matters most (T8); ranges are wide because random
 # search only finds what the range holds (R5.1). A best value at an edge is reported.
+# optimizer.name is left out: sgd wants rates of 1e-2 to 1e-1, above this range, so its
+# trials would lose to their rate rather than to sgd (docs/tuning.md: comparing optimizers).
 SEARCH_SPACE: dict[str, Range | Choice] = {
     "optimizer.learning_rate": Range(1e-4, 3e-3, log=True),
     "optimizer.weight_decay": Range(1e-5, 1e-1, log=True),
@@ -84,7 +89,7 @@ def search_space(config: Config, data: Data, space=None) -> dict[str, Range | Ch
 
 def sample(hp: keras_tuner.HyperParameters, key: str, spec: Range | Choice):
     if isinstance(spec, Choice):
-        return hp.Choice(key, list(spec.values), ordered=True)
+        return hp.Choice(key, list(spec.values), ordered=spec.ordered)
     sampling = "log" if spec.log else "linear"
     return hp.Float(key, spec.low, spec.high, sampling=sampling)
 
@@ -156,6 +161,8 @@ class RecipeSearch(keras_tuner.RandomSearch):
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         print(trial_line(trial, self.oracle.objective.name), flush=True)
+        # TensorBoard's HParams tab: each trial's values and objective side by side.
+        write_trial_hparams(trial, self.oracle.objective.name, Path(self.directory) / "tensorboard")
         self.last_trial = trial.trial_id
         runs.stop_point()
 
@@ -214,7 +221,7 @@ def edge_warnings(best: dict, space: dict[str, Range | Choice]) -> list[str]:
     warnings = []
     for key, spec in space.items():
         value = best.get(key)
-        if value is None:
+        if value is None or (isinstance(spec, Choice) and not spec.ordered):
             continue
         if isinstance(spec, Choice):
             if len(spec.values) > 1 and value in (min(spec.values), max(spec.values)):
@@ -271,9 +278,14 @@ def tuning_figure(rows: list[dict], space: dict, objective: str, path: Path) -> 
     )
     best = (min if OBJECTIVES[objective] == "min" else max)(done, key=lambda r: r["objective"])
     for axis, (key, spec) in zip(axes.flat, space.items(), strict=False):
-        axis.scatter([r[key] for r in done], [r["objective"] for r in done], alpha=0.7)
-        axis.scatter([best[key]], [best["objective"]], color="red", marker="*", s=120)
-        if isinstance(spec, Range):  # shaded: the whole range, to see where trials fell
+        names = isinstance(spec, Choice) and not spec.ordered
+        place = spec.values.index if names else (lambda value: value)
+        axis.scatter([place(r[key]) for r in done], [r["objective"] for r in done], alpha=0.7)
+        axis.scatter([place(best[key])], [best["objective"]], color="red", marker="*", s=120)
+        if names:  # one column per name, in the order the space lists them
+            axis.set_xticks(range(len(spec.values)), [str(v) for v in spec.values])
+            axis.set_xlim(-0.5, len(spec.values) - 0.5)
+        elif isinstance(spec, Range):  # shaded: the whole range, to see where trials fell
             axis.axvspan(spec.low, spec.high, color="0.93", zorder=0)
             if spec.log:
                 axis.set_xscale("log")
@@ -346,6 +358,7 @@ def tune(config: Config, command: str = "", space=None) -> int:
     if not is_worker():
         config_lib.save(config, run_dir / "tune_config.yaml")
         runs.write_text(run_dir / "tune_command.txt", command + "\n")
+        write_environment(run_dir, command="tune")
 
     tuner = make_tuner(config, data, space)
     hypermodel_space = tuner.hypermodel.space

@@ -52,7 +52,7 @@ def init_loss(setup: Setup) -> Result:
         return Result("init_loss", FAIL, measured, prior, why)
     balanced = math.log(data.num_outputs)
     if abs(balanced - prior) <= 0.01 * prior:
-        why = f"-log(1/{data.num_outputs}): balanced classes, the bias holds the priors"
+        why = f"-log(1/{data.num_outputs}): classes seen evenly, the bias holds their priors"
         return _init_verdict(data, outputs, measured, prior, why)
     if setup.config.model.name in BUILTIN_MODELS:
         why = "the prior entropy: the output bias holds the log class priors (R2.5)"

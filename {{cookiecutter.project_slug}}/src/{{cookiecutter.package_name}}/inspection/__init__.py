@@ -4,7 +4,8 @@ Reads the configured data.source with the same train/val/test split that trainin
 uses and reports what a person should know first: exact duplicates and examples
 shared between splits, unreadable or odd files, missing and infinite values, class
 balance or the target's distribution, per-feature scale, outliers and heavy tails,
-single features that predict the label (a leak), and pictures of the examples.
+single features that predict the label (a leak), and pictures of the examples; and the
+suspects exact checks miss: near-copies, labels a quick model doubts, identifier columns.
 
 Every finding is a small function named after the finding it reports (docs/inspect.md
 says what each one measures and what to do) that returns its Findings, [] when there is
@@ -12,8 +13,9 @@ nothing to say; each Finding has a severity (error | warning | info) and a detai
 names the culprit. FILE_FINDINGS look at the files before loading (`Files`), DATA_FINDINGS
 at the loaded data (`Look`); what several of them share is computed once (`shared`).
 `files.py` holds the findings about files, `splits.py` those about duplicates and
-balance, `features.py` those about the inputs, `report.py` the pictures, report.md and
-the notes on what was sampled. Any error makes the command exit with status 1.
+balance, `near_duplicates.py` the near-copies, `suspects.py` the doubted labels and the
+identifier columns, `features.py` those about the inputs, `report.py` the pictures, report.md
+and the notes on what was sampled. Any error makes the command exit with status 1.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ from .files import (
     unexpected_channels,
     unexpected_image_size,
 )
+from .near_duplicates import (
+    near_copies,
+    near_duplicates_across_splits,
+    near_duplicates_within_split,
+)
 from .report import draw_pictures, plot_capped, sampled, sampled_images, write_report
 from .splits import (
     balance_table,
@@ -68,6 +75,12 @@ from .splits import (
     duplicate_summary,
     duplicate_within_split,
     target_skew,
+)
+from .suspects import (
+    identifier_column,
+    identifiers,
+    label_noise,
+    suspicious_labels,
 )
 
 # In the order their lines appear within a severity (errors, then warnings, then notes).
@@ -83,7 +96,10 @@ DATA_FINDINGS: tuple[DataFinding, ...] = (
     sampled_images,
     duplicate_across_splits,
     duplicate_within_split,
+    near_duplicates_across_splits,
+    near_duplicates_within_split,
     conflicting_labels,
+    suspicious_labels,
     class_imbalance,
     target_skew,
     constant_image,
@@ -94,6 +110,7 @@ DATA_FINDINGS: tuple[DataFinding, ...] = (
     needs_normalization,
     leak_probe_skipped,
     target_leak,
+    identifier_column,
     plot_capped,
     sampled,
 )
@@ -168,14 +185,18 @@ def summary(look: Look, findings: list[Finding], pictures: list[str]) -> dict:
         "examples": look.total,
         "splits": {s: len(split.y) for s, split in splits_of(data).items()},
         "duplicates": duplicate_summary(look),
+        "near_duplicates": near_copies(look)[1],
         **balance_table(look),
     }
+    if data.task == "classification":
+        result["label_noise"] = label_noise(look)[1]
     if data.kind == "image":
         result["pictures"] = pictures
         result["image_stats"] = image_summary(look)
     else:
         result["features"] = feature_table(look)
         result["leak_probe"] = leak_probe(look).scores
+        result["identifier_columns"] = identifiers(look)[1]
         result["pictures"] = pictures
     if look.files.images is not None:
         result["corrupt_files"] = [{"path": p, "reason": r} for p, r in look.files.images.broken]

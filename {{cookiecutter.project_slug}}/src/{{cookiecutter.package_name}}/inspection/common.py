@@ -7,6 +7,7 @@ import copy
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,9 @@ LEAK_SCORE = 0.99  # one column reaching this on both train and validation is ra
 UNIT_SCALE = (
     10.0  # |values| beyond this or std below 1/this: not on the scale the net wants (U6, T6)
 )
+# Integer columns with at least this share of distinct values are row ids: near_copies leaves
+# them out, identifier_column probes them.
+IDENTIFIER_DISTINCT = 0.99
 MIXED_NUMERIC_SHARE = 0.8  # a column this numeric with a few text cells holds typos or NA codes
 EXAMPLES_PER_CLASS = 8  # R1.1: look at many examples
 MAX_CLASSES_SHOWN = 20
@@ -39,7 +43,13 @@ MAX_PLOTTED_FEATURES = 30
 MAX_NAMED = 5  # culprits named in one detail line (the report and inspect.json hold more)
 MAX_FILE_FINDINGS = 20  # corrupt files listed one finding each, then one summary line
 
-PICTURES = ("examples.png", "extremes.png", "features.png")
+PICTURES = (
+    "examples.png",
+    "extremes.png",
+    "features.png",
+    "near_duplicates.png",
+    "suspicious_labels.png",
+)
 
 
 @dataclass
@@ -61,6 +71,9 @@ class ImageScan:
     digests: dict[str, str] = field(default_factory=dict)  # path -> hash of the decoded pixels
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (height, width)
     modes: dict[str, str] = field(default_factory=dict)  # path -> Pillow mode (L, RGB, RGBA...)
+    # path -> the grey 8x8 thumbnails near_copies compares, (9, 64): made here, while the
+    # file is decoded anyway
+    thumbs: dict[str, np.ndarray] = field(default_factory=dict)
     broken: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
@@ -172,6 +185,12 @@ def counted(count: int, noun: str, verb: str) -> str:
     if count == 1:
         verb = {"have": "has", "do": "does"}.get(verb, verb + "s")
     return f"{plural(count, noun)} {verb}"
+
+
+def short_id(example_id) -> str:
+    """An example's id in a picture's caption: a file's name, else #row."""
+    text = str(example_id)
+    return Path(text).name[:14] if "/" in text or "\\" in text else f"#{text}"
 
 
 def line_numbers(lines: list[int]) -> str:

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import yaml
 
 from .common import (
     HEAVY_TAIL_RATIO,
@@ -163,17 +164,18 @@ def heavy_tailed_feature(look: Look) -> list[Finding]:
     heavy, tail = stats.heavy, stats.tail
     if not heavy.any():
         return []
-    shown = []
+    shown, transform = [], {}
     for j in np.flatnonzero(heavy)[np.argsort(-tail[heavy])]:
-        if stats.low[j] >= 0:
-            remedy = "log1p(x)"
-        else:
-            remedy = f"tanh(x / {max(abs(stats.low_q[j]), abs(stats.high_q[j])):.3g})"
+        # log1p for amounts and counts; tanh, centred and scaled on the training split, when
+        # negative values say the feature is not an amount
+        transform[stats.names[j]] = "log1p" if stats.low[j] >= 0 else "tanh"
+        remedy = "log1p(x)" if stats.low[j] >= 0 else "tanh((x - median) / C)"
         shown.append(f"{stats.names[j]!r} (tail {tail[j]:.1f}x its IQR; try {remedy})")
+    override = yaml.safe_dump(transform, default_flow_style=True, width=math.inf).strip()
     detail = (
         f"{plural(len(shown), 'feature')} with heavy tails: {listing(shown)}; the few huge "
         "values set the std that normalization divides by and squeeze the rest together: "
-        "squash them before normalizing (U7)"
+        f"squash them before normalizing (U7) with data.transform='{override}'"
     )
     return [Finding("heavy_tailed_feature", "warning", detail)]
 
@@ -394,6 +396,7 @@ def leak_probe_skipped(look: Look) -> list[Finding]:
         return []
     detail = (
         "the single-feature leak probe is skipped for images (one pixel is not a column to "
-        "drop); duplicate_across_splits is the leak to watch here"
+        "drop); duplicate_across_splits and near_duplicates_across_splits are the leaks to "
+        "watch here"
     )
     return [Finding("leak_probe_skipped", "info", detail)]

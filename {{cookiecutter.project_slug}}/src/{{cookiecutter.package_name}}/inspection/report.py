@@ -20,24 +20,26 @@ from .common import (
     Look,
     feature_names_of,
     plural,
+    short_id,
     splits_of,
 )
 from .features import feature_table, image_statistics
+from .near_duplicates import draw_near_duplicates, near_copies
+from .suspects import draw_suspicious_labels, label_noise
 
 # ---------------------------------------------------------------- pictures
 
 
 def draw_pictures(look: Look, folder: Path) -> list[str]:
-    """Draws the pictures for the data's kind into folder; returns their file names."""
+    """Draws the pictures for the data's kind into folder, then those of the near-copies and
+    the doubted labels when there are any; returns their file names."""
     if look.data.kind == "image":
         brightness = image_statistics(look).brightness
-        return image_pictures(look.pictured, folder, brightness, look.rng)
-    return table_pictures(look.data, folder, feature_table(look), look.train_sample)
-
-
-def _short(example_id) -> str:
-    text = str(example_id)
-    return Path(text).name[:14] if "/" in text or "\\" in text else f"#{text}"
+        pictures = image_pictures(look.pictured, folder, brightness, look.rng)
+    else:
+        pictures = table_pictures(look.data, folder, feature_table(look), look.train_sample)
+    pictures += draw_near_duplicates(look.data, near_copies(look)[1], folder)
+    return pictures + draw_suspicious_labels(look.pictured, label_noise(look)[1], folder)
 
 
 def image_pictures(
@@ -55,11 +57,11 @@ def image_pictures(
             chosen = rng.choice(members, min(EXAMPLES_PER_CLASS, len(members)), replace=False)
             for i in np.sort(chosen):
                 images.append(data.train.x[i])
-                captions.append(f"{data.class_names[c][:12]}\n{_short(data.train.ids[i])}")
+                captions.append(f"{data.class_names[c][:12]}\n{short_id(data.train.ids[i])}")
     else:
         for i in np.sort(rng.choice(len(data.train.y), min(32, len(data.train.y)), replace=False)):
             images.append(data.train.x[i])
-            captions.append(f"y={data.train.y[i]:.3g}\n{_short(data.train.ids[i])}")
+            captions.append(f"y={data.train.y[i]:.3g}\n{short_id(data.train.ids[i])}")
     low, high = value_range
     title = f"{data.source}: training examples and labels, values {low:g}..{high:g}"
     save_array(
@@ -74,7 +76,7 @@ def image_pictures(
     images = [splits[every[k][0]].x[every[k][1]] for k in picked]
     captions = [
         ("darkest" if n < EXAMPLES_PER_CLASS else "brightest")
-        + f"\n{every[k][0]} {_short(splits[every[k][0]].ids[every[k][1]])}"
+        + f"\n{every[k][0]} {short_id(splits[every[k][0]].ids[every[k][1]])}"
         for n, k in enumerate(picked)
     ]
     title = "the 8 darkest and 8 brightest images (mean pixel value)"
@@ -127,7 +129,7 @@ def table_pictures(data: Data, folder: Path, table: list[dict], sample: np.ndarr
     )
     splits = splits_of(data)
     every = np.concatenate([split.x for split in splits.values()])
-    labels = [f"{s} {_short(i)}" for s, split in splits.items() for i in split.ids]
+    labels = [f"{s} {short_id(i)}" for s, split in splits.items() for i in split.ids]
     standardized = (every - mean) / std
     worst = np.argsort(-np.abs(standardized[:, shown]).max(axis=1))[:16]
     table_heatmap_figure(
@@ -259,6 +261,8 @@ def write_report(path: Path, result: dict) -> None:
         "examples.png": "Examples per class, as decoded (R1.1)",
         "features.png": "Every feature: histograms per class, or against the target (R1.5)",
         "extremes.png": "The most extreme examples (R1.5)",
+        "near_duplicates.png": "Near-copies side by side, across splits first (R1.2)",
+        "suspicious_labels.png": "Training labels a quick model doubts most (R1.3)",
     }
     if result["pictures"]:
         parts += ["## Pictures", ""]

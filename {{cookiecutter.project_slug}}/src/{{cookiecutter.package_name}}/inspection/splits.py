@@ -211,8 +211,9 @@ def class_imbalance(look: Look) -> list[Finding]:
         f"class {data.class_names[largest]!r} has {ratio:.1f}x the examples of "
         f"{data.class_names[smallest]!r} ({total[largest]} vs {total[smallest]}; threshold "
         f"{IMBALANCE_RATIO:g}:1); the output bias already starts at the log class priors "
-        "(R2.5, T3); if the rare class matters, set train.class_weight=balanced or "
-        "train.loss=focal (T2, T18) and judge per-class recall"
+        "(R2.5, T3); if the rare class matters, use one of data.sampling=oversample, "
+        "train.class_weight=balanced (or a mapping {label: weight}) or train.loss=focal "
+        "(T2, T18) and judge per-class recall"
     )
     return [Finding("class_imbalance", "warning", detail)]
 
