@@ -1,6 +1,7 @@
 """Callbacks fed made-up logs, the way Keras tests its own."""
 
 import io
+import itertools
 import json
 import math
 import threading
@@ -85,13 +86,16 @@ def test_nan_guard_stops_and_says_what_to_try(project):
     assert "epoch 3, batch 6" in guard.message and "lower optimizer.learning_rate" in guard.message
 
 
-def test_nan_guard_stops_a_real_exploding_run(project):
+def test_nan_guard_stops_a_real_exploding_run_and_nothing_nan_is_backed_up(project, tmp_path):
     model = _tiny_model(1)
     model.compile(optimizer=keras.optimizers.SGD(1e12), loss="mse")
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32") * 1e3
     guard = project.callbacks.NaNGuard()
-    model.fit(x, x[:, :1], epochs=5, batch_size=8, callbacks=[guard], verbose=0)
+    always = project.callbacks.SaveBudget(clock=itertools.count(0, 1000).__next__)  # always due
+    backup = project.callbacks.BudgetedBackupAndRestore(tmp_path / "backup", always, guard=guard)
+    model.fit(x, x[:, :1], epochs=5, batch_size=8, callbacks=[guard, backup], verbose=0)
     assert guard.message is not None and "became" in guard.message
+    assert project.runs.generations(tmp_path / "backup") == []  # a rerun starts from finite
 
 
 def test_nan_guard_catches_weights_killed_by_a_nan_input_the_loss_never_shows(project):

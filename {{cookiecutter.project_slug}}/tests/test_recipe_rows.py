@@ -191,6 +191,26 @@ def test_early_stopping_ends_the_fit_patience_epochs_after_its_best(
     assert measured == pytest.approx(min(history["val_loss"]), rel=1e-5)
 
 
+def test_early_stopping_goes_on_counting_across_a_resume(project, tmp_path):
+    """T15 across a kill: the rerun's early stopping starts from the epochs before the backup
+    (their val_losses in history.csv), so it stops where an uninterrupted run stops."""
+    import keras
+
+    rows = ["epoch,val_loss", "0,2.3", "1,1.0", "2,0.9", "3,0.95", "4,0.97"]
+    (tmp_path / "history.csv").write_text("\n".join(rows) + "\n")
+    seen = project.train.phase_losses(tmp_path, "train", done=3)  # backed up after epoch 3
+    assert seen == (1.0, 0.9, 0.95)
+    stop = project.callbacks.EarlyStop(patience=2, seen=seen)
+    stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stop.on_epoch_end(3, {"val_loss": 0.96})  # the second epoch without a better one
+    assert stop.model.stop_training
+    fresh = project.callbacks.EarlyStop(patience=2)
+    fresh.set_model(stop.model)
+    fresh.model.stop_training = False
+    fresh.on_epoch_end(3, {"val_loss": 0.96})
+    assert not fresh.model.stop_training  # what Keras's EarlyStopping did after a resume
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
 def test_every_optimizer_keeps_the_average_when_asked(project, make_config, name):
     assert project.models.make_optimizer(make_config(f"optimizer.name={name}"), 10).use_ema is False

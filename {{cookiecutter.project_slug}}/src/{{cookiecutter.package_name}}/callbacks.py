@@ -117,6 +117,31 @@ def _current_learning_rate(model) -> float:
     return float(keras.ops.convert_to_numpy(rate))
 
 
+class EarlyStop(keras.callbacks.Callback):
+    """Ends the fit `patience` epochs after its lowest val_loss (R4.11, T15), counting as
+    Keras's EarlyStopping does, and across a resume: `seen` are the val_losses of the epochs
+    a killed run had done before its backup, so the rerun stops at the epoch an uninterrupted
+    run stops at. Keras's own callback starts counting again at every fit."""
+
+    def __init__(self, patience: int, seen=()):
+        super().__init__()
+        self.patience = patience
+        self.best, self.wait = math.inf, 0
+        for loss in seen:
+            self._count(loss)
+
+    def _count(self, loss: float) -> None:
+        if loss < self.best:
+            self.best, self.wait = loss, 0
+        else:  # a NaN too
+            self.wait += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._count(float(logs["val_loss"]))
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
+
 class NaNGuard(keras.callbacks.Callback):
     """Stops training at the first NaN or infinite loss or weight and says what to try (T1).
 
@@ -669,15 +694,18 @@ class BudgetedBackupAndRestore(keras.callbacks.Callback):
     Args:
         backup_dir: the run's backup folder.
         budget: the SaveBudget it shares with the other savers of the fit.
+        guard: the fit's NaNGuard, placed before it: weights it found NaN are never backed
+            up, so a rerun resumes from the last finite ones.
 
     Example:
         >>> model.fit(ds, epochs=50, callbacks=[BudgetedBackupAndRestore("runs/a/backup")])
     """
 
-    def __init__(self, backup_dir, budget: SaveBudget | None = None):
+    def __init__(self, backup_dir, budget: SaveBudget | None = None, guard=None):
         super().__init__()
         self.backup_dir = Path(backup_dir)
         self.budget = budget or SaveBudget()
+        self.guard = guard
         self.saved_epoch = None  # the epoch the newest backup on disk holds
         self.stopped_by = None  # the stop signal (runs.Stopped) that ended the fit, if one did
 
@@ -688,6 +716,8 @@ class BudgetedBackupAndRestore(keras.callbacks.Callback):
         self.stopped_by = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.message is not None:
+            return  # the fit ends with the guard's message; nothing here is worth resuming
         if self.budget.due(epoch):
             self.budget.spend(lambda: self.save(epoch + 1))
         stop = runs.stop_requested()

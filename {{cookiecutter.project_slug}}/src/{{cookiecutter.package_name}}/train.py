@@ -17,6 +17,7 @@ from . import runs
 from .callbacks import (
     BestCheckpoint,
     BudgetedBackupAndRestore,
+    EarlyStop,
     EpochTensorBoard,
     GracefulStop,
     HistoryCSV,
@@ -59,6 +60,17 @@ LAST_SEEDS = "checkpoints/last_seed_states.npy"
 
 def epochs_done(run_dir: Path) -> int:
     return max((int(row["epoch"]) for row in read_history(run_dir / "history.csv")), default=0)
+
+
+def phase_losses(run_dir: Path, phase: str, done: int) -> tuple[float, ...]:
+    """The val_losses of a phase's epochs up to `done`, from history.csv: a resumed run's
+    early stopping goes on counting from them. A continued run (run.extend) counts afresh."""
+    fine_tuning = float(phase == "fine_tune")
+    return tuple(
+        row["val_loss"]
+        for row in read_history(run_dir / "history.csv")
+        if 1 <= row["epoch"] <= done and row.get("fine_tuning", 0.0) == fine_tuning
+    )
 
 
 def epochs_before(run_dir: Path, state: str, backup: runs.Generation | None = None) -> int:
@@ -161,11 +173,18 @@ def fit_phases(config: Config, done: int) -> list[tuple[str, int]]:
 
 
 def make_callbacks(
-    config: Config, data: Data, run_dir: Path, initial_logs: dict, phase: str = "train"
+    config: Config,
+    data: Data,
+    run_dir: Path,
+    initial_logs: dict,
+    phase: str = "train",
+    seen: tuple[float, ...] = (),
 ):
+    """The fit's callbacks and its NaNGuard; `seen`: the val_losses early stopping counts
+    from (a resumed phase's epochs before its backup)."""
     guard = NaNGuard()
     # Resumes a killed run: weights, optimizer state and epoch (T14, U1).
-    backup = BudgetedBackupAndRestore(run_dir / "backup", budget := SaveBudget())
+    backup = BudgetedBackupAndRestore(run_dir / "backup", budget := SaveBudget(), guard)
     chosen = fixed_batch(data, config.train.prediction_examples)
     raw = data.val.x[chosen]  # image files are decoded here, once
     images = None
@@ -189,10 +208,8 @@ def make_callbacks(
     callbacks = [GracefulStop(backup), guard, history]  # first: a stop never halves an epoch's end
     if phase != "head":  # the head's phase has a fixed length (fit_phases)
         # BestCheckpoint keeps the best weights and train() restores them after fit, across
-        # resumes too, so EarlyStopping need not copy them every epoch as well.
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
-        )
+        # resumes too, so early stopping need not copy them every epoch as well.
+        callbacks.append(EarlyStop(config.train.patience, seen))
     # One 1% time budget for both savers: they save at the same epoch ends.
     callbacks.append(backup)
     if config.optimizer.ema:
@@ -344,7 +361,8 @@ def train(
                 f"training the new head on the frozen {config.model.backbone} "
                 f"up to epoch {last_epoch}, then fine-tuning"
             )
-        callbacks, guard = make_callbacks(config, data, run_dir, initial_logs, phase)
+        seen = phase_losses(run_dir, phase, done) if state == "resume" else ()
+        callbacks, guard = make_callbacks(config, data, run_dir, initial_logs, phase, seen)
         try:
             model.fit(
                 training_data(config, data, first_epoch=done),
